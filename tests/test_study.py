@@ -1,0 +1,90 @@
+"""The study's order of work, prompt building and resumption, with fake generators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fakes import FakeEmbedder, FakeGenerator
+
+from lite_align.conditions import ALL_CONDITIONS, parse_conditions
+from lite_align.data import Prompt, PromptSet
+from lite_align.prompts import PromptTexts
+from lite_align.store import RunStore
+from lite_align.study import ModelRef, Study, StudyPlan, StudySettings, derive_seed
+
+TEXTS = PromptTexts(system="Be good.", static_queries=("SQ1?", "SQ2?", "SQ3?"), summarize="Sum {query} :: {answer}")
+PROMPTS = PromptSet("t", tuple(Prompt(i, q) for i, q in enumerate(["Cats?", "Dogs?", "Cars?", "Cats and dogs?"])),
+                    "mem", "x")
+
+
+def make_plan(conditions: tuple[str, ...], samples: int = 3) -> StudyPlan:
+    s = StudySettings(preset="quick", samples=samples, max_tokens=8, temperature=0.5, repetition_penalty=1.1,
+                      seed=7, k=2, conditions=conditions)
+    return StudyPlan(s, PROMPTS, TEXTS, ModelRef("B", "base", "/b.gguf"), ModelRef("C", "chat", "/c.gguf"),
+                     ModelRef("C", "chat", "/c.gguf"))
+
+
+def run_study(tmp_path: Path, conditions: tuple[str, ...]) -> tuple[Study, list[tuple[str, Any]]]:
+    log: list[tuple[str, Any]] = []
+
+    def opener(ref: ModelRef) -> FakeGenerator:
+        return FakeGenerator(ref.name, log)
+
+    store = RunStore(tmp_path / "run", {"x": 1})
+    study = Study(make_plan(conditions), store, opener, embed_prompts=FakeEmbedder().embed)
+    study.run()
+    return study, log
+
+
+def test_every_condition_is_generated_in_order(tmp_path: Path) -> None:
+    study, log = run_study(tmp_path, ALL_CONDITIONS)
+    models = [m for m, _ in log]
+    # teacher first (samples, greedy, static answers), then its summaries, then the base model
+    first_base = models.index("B")
+    assert set(models[:first_base]) == {"C"} and set(models[first_base:]) == {"B"}
+    keys = [req.key[3] for _, req in log if req.key != ("preflight",)]
+    assert keys.index("summary") > keys.index("teacher-static") > keys.index("chat")
+    st = study.store
+    for cond in ALL_CONDITIONS:
+        n = 1 if cond.endswith("-greedy") else 3
+        got = st.samples(cond)
+        assert sorted((s.prompt_id, s.sample_index) for s in got) == [(p, j) for p in range(4) for j in range(n)], cond
+    # every sample has its own seed, derived from (run seed, prompt, sample index)
+    chat = st.samples("chat")
+    assert {s.seed for s in chat} == {derive_seed(7, s.prompt_id, s.sample_index) for s in chat}
+    assert len({s.seed for s in chat}) == len(chat)
+
+
+def test_in_context_prompts_use_the_teachers_answers(tmp_path: Path) -> None:
+    study, log = run_study(tmp_path, parse_conditions("base,icl-knn,icl-summary,icl-static,icl-random"))
+    teacher0 = study.teacher_answers()
+    knn = study.base_prompts("icl-knn")
+    # prompt 0 "Cats?" has "Cats and dogs?" as nearest neighbour by letters: it comes first
+    assert knn[0].index("Cats and dogs?") < knn[0].index(teacher0[3][:10]) < knn[0].rindex("Cats?")
+    assert teacher0[3] in knn[0]
+    summ = study.base_prompts("icl-summary")[2]
+    own_summary = {s.prompt_id: s.text for s in study.store.aux("summary")}[2]
+    assert summ.endswith(f"# Summary:\n```\n{own_summary}\n```\n\n# Answer:\n```\n")
+    assert "SQ1?" in summ and "SQ3?" not in summ  # k = 2 static examples
+    static = study.base_prompts("icl-static")
+    assert all(p.startswith("# Instructions:\n\nBe good.\n\n# Query:\n```\nSQ1?") for p in static.values())
+    # the shared part is handed to the engine as a prefix
+    base_reqs = [r for m, r in log if m == "B" and r.key != ("preflight",) and r.key[3] == "icl-static"]
+    assert base_reqs and all(r.prompt.startswith(r.prefix) and "SQ2?" in r.prefix for r in base_reqs)
+
+
+def test_rerun_generates_nothing_and_keeps_files(tmp_path: Path) -> None:
+    study, _ = run_study(tmp_path, parse_conditions("base"))
+    files = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*.jsonl")}
+    study.store.close()
+    study2, log2 = run_study(tmp_path, parse_conditions("base"))
+    assert study2.generated == 0
+    assert [r for _, r in log2 if r.key != ("preflight",)] == []
+    assert {p: p.read_bytes() for p in files} == files
+
+
+def test_parse_conditions_adds_the_teacher() -> None:
+    assert parse_conditions("icl-knn") == ("chat", "icl-knn")
+    assert parse_conditions("base-greedy") == ("chat", "chat-greedy", "base-greedy")
+    assert parse_conditions(None) == ALL_CONDITIONS
