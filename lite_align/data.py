@@ -24,7 +24,7 @@ class PromptSet:
     name: str
     prompts: tuple[Prompt, ...]
     source: str  # file path or "builtin:<name>"
-    sha256: str  # of the prompt texts, in order (see prompts.prompt_set_hash)
+    sha256: str  # of the prompt texts, in order (see readers.prompt_set_hash)
 
     def __len__(self) -> int:
         return len(self.prompts)

@@ -23,21 +23,13 @@ import numpy as np
 from .data import Prompt, PromptSet
 from .errors import PromptFileError
 from .paths import prompts_dir
+from .readers import prompt_set_hash, read_instances
 
 FENCE = "```"
 BUILTIN_SETS = ("open", "yesno")
 
 
 # --- prompt sets -----------------------------------------------------------------------------
-
-
-def prompt_set_hash(texts: Sequence[str]) -> str:
-    """sha256 of the prompt texts in order (a record separator between them)."""
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode("utf-8"))
-        h.update(b"\n\x1e\n")
-    return h.hexdigest()
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -72,8 +64,6 @@ def load_prompt_set(spec: str, *, limit: int | None = None) -> PromptSet:
                 f"prompt set '{spec}' is neither a built-in set ({', '.join(BUILTIN_SETS)}) nor an existing file"
             )
     if path.suffix == ".jsonl":
-        from .readers import read_instances
-
         texts = read_instances(path).texts()
     else:
         texts = read_prompt_lines(path)

@@ -1,0 +1,359 @@
+"""Read samples and prompt sets from disk; the format is detected, never configured.
+
+Samples come in three shapes (see method.md section 2 and ``Sample.to_json``):
+
+- the paper's release: ``samples.jsonl`` (or a directory holding one), one line per prompt in prompt
+  order, server style ``{"prompt": ..., "outputs": [{"generated_text": ...}]}`` (a failed line holds
+  ``{"error": ...}``) or OpenAI style ``{"ok": true, "outputs": [{"message": {"content": ...}}]}``;
+  ``args.json`` beside it holds the run's settings;
+- a lite_align run directory: ``manifest.json`` and ``samples/<condition>.jsonl``;
+- one lite_align samples file: one ``Sample`` record per line.
+
+Every reader returns plain data (``SampleSet``, ``PromptSet``) and raises a ``SamplesFileError`` or
+``PromptFileError`` whose one-line message names the file, the line and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lite_align.data import Prompt, PromptSet, SampleSet
+from lite_align.errors import LiteAlignError, PromptFileError, SamplesFileError
+
+__all__ = [
+    "check_aligned",
+    "normalise_text",
+    "prompt_set_hash",
+    "read_instances",
+    "read_samples",
+    "read_stance_labels",
+]
+
+PAPER_SAMPLES_FILE = "samples.jsonl"
+RUN_MANIFEST = "manifest.json"
+RUN_SAMPLES_DIR = "samples"
+_FENCE = "```"
+_RECORD_KEYS = ("prompt_id", "sample_index", "text", "finish_reason")
+
+
+def normalise_text(text: str) -> str:
+    """Strip whitespace, one trailing triple-backtick fence (the stop string the paper's generation
+    server left in), then whitespace again.
+
+    >>> normalise_text("  Yes, they are.\\n```\\n")
+    'Yes, they are.'
+    >>> normalise_text("code:\\n```\\nx\\n```\\n```")
+    'code:\\n```\\nx\\n```'
+    """
+    text = text.strip()
+    if text.endswith(_FENCE):
+        text = text[: -len(_FENCE)]
+    return text.strip()
+
+
+def prompt_set_hash(texts: Iterable[str]) -> str:
+    """sha256 (hex) of the prompt texts in order, joined by a record separator on its own line.
+
+    >>> prompt_set_hash(["a", "b"]) == prompt_set_hash(["a", "b"]) != prompt_set_hash(["b", "a"])
+    True
+    """
+    return hashlib.sha256("\n\x1e\n".join(texts).encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# JSON lines
+
+
+class _Objects(list[tuple[int, dict[str, Any]]]):
+    """(1-based line number, object) of a JSONL file; ``torn`` holds the error message of a last line
+    that was cut off mid-write (invalid JSON, no final newline), which was left out."""
+
+    torn: str | None = None
+
+
+def _load_objects(path: Path, error: type[LiteAlignError]) -> _Objects:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a directory, expected a JSONL file") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc.strerror}); check its permissions") from None
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark some editors write
+    if not raw.strip():
+        raise error(f"{path}: the file is empty; it should hold one JSON object per line")
+    chunks = raw.split(b"\n")
+    complete = chunks[-1] == b""
+    if complete:
+        chunks.pop()
+    objects = _Objects()
+    for number, chunk in enumerate(chunks, start=1):
+        try:
+            objects.append((number, _parse_line(path, number, chunk, error)))
+        except LiteAlignError as exc:
+            if number == len(chunks) and not complete:  # cut off mid-write: no final newline
+                objects.torn = exc.message
+                break
+            raise
+    return objects
+
+
+def _parse_line(path: Path, number: int, chunk: bytes, error: type[LiteAlignError]) -> dict[str, Any]:
+    try:
+        text = chunk.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"{path}:{number}: not UTF-8 (byte {exc.start + 1} of the line); re-save the file as UTF-8"
+        ) from None
+    if not text.strip():
+        raise error(f"{path}:{number}: empty line; every line must hold one JSON object")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(
+            f"{path}:{number}: invalid JSON ({exc.msg}, column {exc.colno}); fix or remove the line"
+        ) from None
+    if not isinstance(obj, dict):
+        raise error(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _load_complete(path: Path, error: type[LiteAlignError]) -> _Objects:
+    """Like _load_objects, for files whose every line counts (line number = prompt id)."""
+    objects = _load_objects(path, error)
+    if objects.torn:
+        raise error(objects.torn)
+    return objects
+
+
+def _read_json_object(path: Path, error: type[LiteAlignError]) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: not a readable JSON file ({exc}); fix or remove it") from None
+    if not isinstance(obj, dict):
+        raise error(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+# --------------------------------------------------------------------------------------------------
+# Samples
+
+
+def read_samples(path: str | Path, *, label: str | None = None) -> list[SampleSet]:
+    """Every sample set at ``path``: a paper ``samples.jsonl`` (or its directory), a lite_align run
+    directory (one set per condition, sorted by file name) or one lite_align samples file.
+
+    ``label`` overrides the default label (the paper file's directory name, the condition name);
+    with a run directory holding several conditions it is used as a prefix, ``label/condition``.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise SamplesFileError(f"{p}: no such file or directory; check the path")
+    if p.is_dir():
+        if (p / RUN_MANIFEST).is_file():
+            return _read_run_dir(p, label)
+        if (p / PAPER_SAMPLES_FILE).is_file():
+            return [_read_paper_file(p / PAPER_SAMPLES_FILE, label)]
+        raise SamplesFileError(
+            f"{p}: holds neither {PAPER_SAMPLES_FILE} nor a lite_align run "
+            f"({RUN_MANIFEST} + {RUN_SAMPLES_DIR}/); point at one of those"
+        )
+    objects = _load_objects(p, SamplesFileError)
+    if not objects:
+        raise SamplesFileError(objects.torn or f"{p}: holds no complete line; nothing to read")
+    number, obj = objects[0]
+    if "prompt_id" in obj:
+        manifest = p.parent.parent / RUN_MANIFEST
+        in_run = p.parent.name == RUN_SAMPLES_DIR and manifest.is_file()
+        settings = _read_json_object(manifest, SamplesFileError) if in_run else {}
+        return [_read_record_file(p, label or p.stem, settings, objects)]
+    if _paper_line_style(obj) is None:
+        raise SamplesFileError(
+            f"{p}:{number}: neither a paper samples line (outputs/error/ok) nor a lite_align record "
+            "(prompt_id, text, ...); is this a samples file?"
+        )
+    if objects.torn:
+        raise SamplesFileError(objects.torn)
+    return [_read_paper_file(p, label, objects)]
+
+
+def _paper_line_style(obj: Mapping[str, Any]) -> str | None:
+    if "ok" in obj:
+        return "openai"
+    if "outputs" in obj or "error" in obj:
+        return "server"
+    return None
+
+
+def _paper_texts(path: Path, number: int, obj: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The normalised texts of one paper line, or None when the line records a failure."""
+    style = _paper_line_style(obj)
+    if style is None:
+        raise SamplesFileError(
+            f"{path}:{number}: not a paper samples line (expected 'outputs', 'error' or 'ok' keys)"
+        )
+    if (style == "openai" and not obj["ok"]) or (style == "server" and "outputs" not in obj):
+        return None
+    outputs = obj.get("outputs")
+    if not isinstance(outputs, list):
+        raise SamplesFileError(f"{path}:{number}: 'outputs' must be a list of outputs")
+    if not outputs:
+        return None
+    texts = []
+    for output in outputs:
+        text: Any
+        if style == "server":
+            text = output.get("generated_text") if isinstance(output, dict) else None
+        else:
+            message = output.get("message") if isinstance(output, dict) else None
+            text = message.get("content") if isinstance(message, dict) else None
+            text = "" if text is None and isinstance(message, dict) else text
+        if not isinstance(text, str):
+            where = "generated_text" if style == "server" else "message.content"
+            raise SamplesFileError(f"{path}:{number}: an output has no text ({where} missing or not text)")
+        texts.append(normalise_text(text))
+    return tuple(texts)
+
+
+def _read_paper_file(path: Path, label: str | None, objects: _Objects | None = None) -> SampleSet:
+    by_prompt: dict[int, tuple[str, ...]] = {}
+    n_failed = 0
+    for number, obj in objects if objects is not None else _load_complete(path, SamplesFileError):
+        texts = _paper_texts(path, number, obj)
+        if texts is None:
+            n_failed += 1
+        else:
+            by_prompt[number - 1] = texts
+    args = path.parent / "args.json"
+    settings = _read_json_object(args, SamplesFileError) if args.is_file() else {}
+    return SampleSet(
+        label=label or path.parent.name,
+        by_prompt=by_prompt,
+        source=str(path),
+        n_failed=n_failed,
+        settings=settings,
+    )
+
+
+def _read_run_dir(run_dir: Path, label: str | None) -> list[SampleSet]:
+    manifest = _read_json_object(run_dir / RUN_MANIFEST, SamplesFileError)
+    files = sorted((run_dir / RUN_SAMPLES_DIR).glob("*.jsonl"))
+    if not files:
+        raise SamplesFileError(
+            f"{run_dir / RUN_SAMPLES_DIR}: no <condition>.jsonl files; has the run generated anything?"
+        )
+    sets = []
+    for f in files:
+        name = f.stem if label is None else (label if len(files) == 1 else f"{label}/{f.stem}")
+        sets.append(_read_record_file(f, name, manifest))
+    return sets
+
+
+def _read_record_file(
+    path: Path, label: str, settings: Mapping[str, Any], objects: _Objects | None = None
+) -> SampleSet:
+    """A lite_align samples file. The last record per (prompt, sample index) wins (a resumed run may
+    retry a failed sample); records with finish_reason "error" are failures. ``n_failed`` counts the
+    prompts left without any text; a prompt with some failed samples keeps the others."""
+    latest: dict[tuple[int, int], dict[str, Any]] = {}
+    for number, obj in objects if objects is not None else _load_objects(path, SamplesFileError):
+        missing = [k for k in _RECORD_KEYS if k not in obj]
+        if missing:
+            raise SamplesFileError(
+                f"{path}:{number}: record lacks {', '.join(missing)}; is this a lite_align samples file?"
+            )
+        pid, index, text = obj["prompt_id"], obj["sample_index"], obj["text"]
+        if not (isinstance(pid, int) and isinstance(index, int) and pid >= 0 and isinstance(text, str)):
+            raise SamplesFileError(
+                f"{path}:{number}: prompt_id and sample_index must be integers >= 0, text a string"
+            )
+        latest[(pid, index)] = obj
+    grouped: dict[int, list[tuple[int, str]]] = {}
+    seen_prompts: set[int] = set()
+    for (pid, index), obj in latest.items():
+        seen_prompts.add(pid)
+        if obj["finish_reason"] != "error":
+            grouped.setdefault(pid, []).append((index, normalise_text(obj["text"])))
+    by_prompt = {pid: tuple(text for _, text in sorted(items)) for pid, items in sorted(grouped.items())}
+    return SampleSet(
+        label=label,
+        by_prompt=by_prompt,
+        source=str(path),
+        n_failed=len(seen_prompts - by_prompt.keys()),
+        settings=dict(settings),
+    )
+
+
+def check_aligned(sets: Sequence[SampleSet], n_expected: int, *, against: str = "the prompt set") -> None:
+    """Raise ``SamplesFileError`` unless every set covers exactly ``n_expected`` prompts (ids
+    0..n_expected-1, failed prompts included), i.e. belongs to a prompt set of that size."""
+    for s in sets:
+        n_lines = s.n_prompts + s.n_failed
+        too_big = [pid for pid in s.by_prompt if pid >= n_expected]
+        if too_big or n_lines != n_expected:
+            raise SamplesFileError(
+                f"{s.source or s.label}: {n_lines} prompts, but {against} has {n_expected}; "
+                "check that the samples were generated for this prompt set"
+            )
+
+
+# --------------------------------------------------------------------------------------------------
+# Prompt sets and judge files
+
+
+def _prompt_set_name(path: Path) -> str:
+    for part in (path.stem, path.parent.name, path.parent.parent.name):
+        if part and part not in {"data", "instances"}:
+            return part
+    return path.stem
+
+
+def read_instances(path: str | Path) -> PromptSet:
+    """The paper's instance file: one ``{"messages": [{"role": "user", "content": ...}]}`` per line;
+    the prompt is the last user message, its id the line index."""
+    p = Path(path)
+    prompts = []
+    for number, obj in _load_complete(p, PromptFileError):
+        messages = obj.get("messages")
+        turns = messages if isinstance(messages, list) else []
+        users = [m for m in turns if isinstance(m, dict) and m.get("role") == "user"]
+        content = users[-1].get("content") if users else None
+        if not isinstance(content, str):
+            raise PromptFileError(
+                f'{p}:{number}: expected {{"messages": [{{"role": "user", "content": "..."}}]}}'
+            )
+        prompts.append(Prompt(id=number - 1, text=content))
+    return PromptSet(
+        name=_prompt_set_name(p),
+        prompts=tuple(prompts),
+        source=str(p),
+        sha256=prompt_set_hash(q.text for q in prompts),
+    )
+
+
+def read_stance_labels(path: str | Path) -> list[str | None]:
+    """One stance label per line of a judge file (OpenAI style; the answer is JSON with a "stance"
+    key), lower-cased and stripped; None where the request failed or the answer does not parse."""
+    p = Path(path)
+    labels: list[str | None] = []
+    for number, obj in _load_complete(p, SamplesFileError):
+        if "ok" not in obj:
+            raise SamplesFileError(f"{p}:{number}: not a judge answer line (expected an 'ok' key)")
+        texts = _paper_texts(p, number, obj)
+        labels.append(_stance_of(texts[0]) if texts else None)
+    return labels
+
+
+def _stance_of(answer: str) -> str | None:
+    try:
+        obj = json.loads(answer)
+    except json.JSONDecodeError:
+        return None
+    stance = obj.get("stance") if isinstance(obj, dict) else None
+    return stance.strip().lower() if isinstance(stance, str) else None
