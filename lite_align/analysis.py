@@ -27,8 +27,9 @@ def max_samples(ss: SampleSet) -> int:
     return max((len(v) for v in ss.by_prompt.values()), default=0)
 
 
-def diversity_table(sets: Mapping[str, SampleSet], embedder: Any | None, *, require_pairs: bool = True
-                    ) -> dict[str, dict[str, Any]]:
+def diversity_table(
+    sets: Mapping[str, SampleSet], embedder: Any | None, *, require_pairs: bool = True
+) -> dict[str, dict[str, Any]]:
     """Within-prompt metrics for every set (in a run: those with at least two samples per prompt;
     greedy conditions have none to compare)."""
     from .metrics.lexical import diversity
@@ -59,8 +60,14 @@ def similarities(embedder: Any | None) -> list[Any]:
     return sims
 
 
-def recover_table(reference: SampleSet, candidates: Mapping[str, SampleSet], embedder: Any | None,
-                  *, greedy_reference: SampleSet | None = None, baseline: SampleSet | None = None) -> dict[str, Any]:
+def recover_table(
+    reference: SampleSet,
+    candidates: Mapping[str, SampleSet],
+    embedder: Any | None,
+    *,
+    greedy_reference: SampleSet | None = None,
+    baseline: SampleSet | None = None,
+) -> dict[str, Any]:
     """Cross-model similarity of every candidate against the reference's sample 0 (method.md §5).
 
     A greedy candidate (one sample per prompt) is compared with ``greedy_reference`` when given,
@@ -126,8 +133,11 @@ def finding(diversity: Mapping[str, Mapping[str, Any]], base: str = "base", chat
     more_base, more_chat = [], []
     # lower within-prompt Jaccard = more diverse; higher embedding diversity = more diverse;
     # higher distinct-prefix fraction = more diverse
-    checks = [("word-bag Jaccard", "jaccard_within", -1), ("embedding diversity", "embedding_diversity", 1),
-              ("distinct prefixes", "distinct_prefix_fraction", 1)]
+    checks = [
+        ("word-bag Jaccard", "jaccard_within", -1),
+        ("embedding diversity", "embedding_diversity", 1),
+        ("distinct prefixes", "distinct_prefix_fraction", 1),
+    ]
     for label, key, sign in checks:
         if key not in b or key not in c or b[key] is None or c[key] is None:
             continue
@@ -144,8 +154,9 @@ def finding(diversity: Mapping[str, Mapping[str, Any]], base: str = "base", chat
     return ("Across prompts, " + "; ".join(parts) + lengths + ".") if parts else ""
 
 
-def analyse(sets: Mapping[str, SampleSet], *, embedder: Any | None = None,
-            prompts: Mapping[int, str] | None = None) -> dict[str, Any]:
+def analyse(
+    sets: Mapping[str, SampleSet], *, embedder: Any | None = None, prompts: Mapping[int, str] | None = None
+) -> dict[str, Any]:
     """Everything the report shows for a run's conditions (names as in conditions.py)."""
     diversity = diversity_table(sets, embedder)
     results: dict[str, Any] = {"diversity": diversity}
@@ -153,7 +164,10 @@ def analyse(sets: Mapping[str, SampleSet], *, embedder: Any | None = None,
         candidates = {n: ss for n, ss in sets.items() if not is_teacher(n)}
         if candidates:
             results["recover"] = recover_table(
-                sets[TEACHER], candidates, embedder, greedy_reference=sets.get(TEACHER + GREEDY_SUFFIX),
+                sets[TEACHER],
+                candidates,
+                embedder,
+                greedy_reference=sets.get(TEACHER + GREEDY_SUFFIX),
             )
     results["example"] = example({n: s for n, s in sets.items() if not is_greedy(n)}, prompts or {})
     results["finding"] = finding(diversity)

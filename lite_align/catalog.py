@@ -15,10 +15,19 @@ def model_rows(registry_path: str | None = None) -> tuple[list[dict[str, Any]], 
     for spec in reg.models.values():
         path = locate(spec) if spec.backend == "llama.cpp" else None
         row: dict[str, Any] = {
-            "name": spec.name, "role": spec.role, "family": spec.family, "params": spec.params,
-            "quant": spec.quant, "license": spec.license, "url": spec.url, "source": spec.source,
-            "chat_template": spec.chat_template, "present": path is not None,
-            "path": str(path) if path else None, "size": None, "sha256": None,
+            "name": spec.name,
+            "role": spec.role,
+            "family": spec.family,
+            "params": spec.params,
+            "quant": spec.quant,
+            "license": spec.license,
+            "url": spec.url,
+            "source": spec.source,
+            "chat_template": spec.chat_template,
+            "present": path is not None,
+            "path": str(path) if path else None,
+            "size": None,
+            "sha256": None,
         }
         if spec.assemble and path is None:
             row["present"] = package_dir(spec.package) is not None

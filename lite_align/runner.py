@@ -100,7 +100,9 @@ def prepare(opts: RunOptions) -> PreparedRun:
     chat = _ref(registry, chat_name, "chat")
     summarizer = _ref(registry, opts.summarizer, "chat") if opts.summarizer else chat
     if not pair_note and base.family and chat.family and base.family != chat.family:
-        pair_note = f"Different families ({base.family} base vs {chat.family} chat): differences mix alignment with family."
+        pair_note = (
+            f"Different families ({base.family} base vs {chat.family} chat): differences mix alignment with family."
+        )
 
     def pick(value: Any, default: Any) -> Any:
         return default if value is None else value
@@ -117,9 +119,15 @@ def prepare(opts: RunOptions) -> PreparedRun:
     prompt_set = load_prompt_set(opts.prompts, limit=pick(opts.limit, preset.limit))
     texts = load_prompt_texts()
     settings = StudySettings(
-        preset=opts.preset, samples=samples, max_tokens=max_tokens, temperature=temperature,
-        repetition_penalty=preset.repetition_penalty, seed=opts.seed, k=k,
-        conditions=parse_conditions(opts.conditions), summary_max_tokens=preset.summary_max_tokens,
+        preset=opts.preset,
+        samples=samples,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        repetition_penalty=preset.repetition_penalty,
+        seed=opts.seed,
+        k=k,
+        conditions=parse_conditions(opts.conditions),
+        summary_max_tokens=preset.summary_max_tokens,
     )
     plan = StudyPlan(settings, prompt_set, texts, base, chat, summarizer)
     models = {"base": _model_record(base), "chat": _model_record(chat)}
@@ -129,8 +137,12 @@ def prepare(opts: RunOptions) -> PreparedRun:
         "models": {role: {"name": m["name"], "sha256": m.get("sha256", m.get("model"))} for role, m in models.items()},
         "prompt_set_sha256": prompt_set.sha256,
         "prompt_texts_version": texts.version,
-        "samples": samples, "max_tokens": max_tokens, "temperature": temperature,
-        "repetition_penalty": preset.repetition_penalty, "seed": opts.seed, "k": k,
+        "samples": samples,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "repetition_penalty": preset.repetition_penalty,
+        "seed": opts.seed,
+        "k": k,
         "summary_max_tokens": preset.summary_max_tokens,
     }
     if opts.out:
@@ -173,8 +185,9 @@ def load_embedder(registry: Registry | None = None) -> Any:
     return OnnxEmbedder(default_embedder_spec())
 
 
-def execute(prep: PreparedRun, progress: Progress | None = None, *, open_generator: Any = None,
-            embedder: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def execute(
+    prep: PreparedRun, progress: Progress | None = None, *, open_generator: Any = None, embedder: Any = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Generate what is missing, analyse everything, and write manifest and results."""
     t0 = time.perf_counter()
     plan = prep.plan
@@ -187,15 +200,24 @@ def execute(prep: PreparedRun, progress: Progress | None = None, *, open_generat
             settings=settings_dict(plan.settings),
             models=prep.models,
             pair_note=prep.pair_note,
-            prompt_set={"name": plan.prompt_set.name, "source": plan.prompt_set.source,
-                        "sha256": plan.prompt_set.sha256, "n_prompts": len(plan.prompt_set)},
+            prompt_set={
+                "name": plan.prompt_set.name,
+                "source": plan.prompt_set.source,
+                "sha256": plan.prompt_set.sha256,
+                "n_prompts": len(plan.prompt_set),
+            },
             prompt_texts_version=plan.texts.version,
             options={k: v for k, v in prep.options.__dict__.items()},
             packages=package_versions(),
             status="running",
         )
-        study = Study(plan, store, open_generator or open_llama(prep.options), progress,
-                      embed_prompts=(lambda texts: embedder.embed(texts)))
+        study = Study(
+            plan,
+            store,
+            open_generator or open_llama(prep.options),
+            progress,
+            embed_prompts=(lambda texts: embedder.embed(texts)),
+        )
         study.run()
         t_gen = time.perf_counter() - t0
         sets = {s.label: s for s in read_samples(prep.out_dir)}
@@ -203,13 +225,22 @@ def execute(prep: PreparedRun, progress: Progress | None = None, *, open_generat
         t1 = time.perf_counter()
         results = analyse_sets(sets, embedder, {p.id: p.text for p in plan.prompt_set.prompts})
         summary = study.summary()
-        timings = {**summary["timings"], "generation_s": round(t_gen, 3),
-                   "analysis_s": round(time.perf_counter() - t1, 3),
-                   "total_s": round(time.perf_counter() - t0, 3)}
-        store.update_manifest(timings=timings, engine_timings=summary["engine_timings"],
-                              generated_now=summary["generated_now"], skipped=summary["skipped"],
-                              peak_rss_mb=round(peak_rss_mb(), 1), status="complete",
-                              resumed=store.resumed, repaired_lines=store.repaired)
+        timings = {
+            **summary["timings"],
+            "generation_s": round(t_gen, 3),
+            "analysis_s": round(time.perf_counter() - t1, 3),
+            "total_s": round(time.perf_counter() - t0, 3),
+        }
+        store.update_manifest(
+            timings=timings,
+            engine_timings=summary["engine_timings"],
+            generated_now=summary["generated_now"],
+            skipped=summary["skipped"],
+            peak_rss_mb=round(peak_rss_mb(), 1),
+            status="complete",
+            resumed=store.resumed,
+            repaired_lines=store.repaired,
+        )
         store.write_results(results)
         return dict(store.manifest), results
 

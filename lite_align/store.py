@@ -47,7 +47,8 @@ def _atomic_write_json(path: Path, data: Mapping[str, Any]) -> None:
 def _write_error(path: Path, exc: OSError) -> RunDirError:
     if exc.errno == errno.ENOSPC:
         return RunDirError(
-            f"disk full while writing {path}; finished samples are kept: free space and rerun the same command to resume"
+            f"disk full while writing {path}; finished samples are kept: "
+            "free space and rerun the same command to resume"
         )
     return RunDirError(f"cannot write {path}: {exc.strerror}; choose another --out directory")
 
@@ -137,7 +138,9 @@ class RunStore:
                     rec = json.loads(line)
                     out.append(Sample(**rec))
                 except (ValueError, TypeError):
-                    raise RunDirError(f"{path}:{i}: malformed sample line; move the run aside and start again") from None
+                    raise RunDirError(
+                        f"{path}:{i}: malformed sample line; move the run aside and start again"
+                    ) from None
         return out
 
     def samples(self, condition: str) -> list[Sample]:
@@ -201,7 +204,9 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):
         raise RunDirError(f"{path} is not valid JSON; the run directory is damaged") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise RunDirError(f"{path}: unknown format {data.get('format') if isinstance(data, dict) else None!r}; expected {FORMAT}")
+        raise RunDirError(
+            f"{path}: unknown format {data.get('format') if isinstance(data, dict) else None!r}; expected {FORMAT}"
+        )
     return data
 
 

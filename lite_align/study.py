@@ -118,8 +118,14 @@ def _request(key: Any, prompt: str, seeds: Sequence[int], params: Any, prefix: s
 class Study:
     """Runs a :class:`StudyPlan` into a :class:`RunStore`."""
 
-    def __init__(self, plan: StudyPlan, store: RunStore, open_generator: OpenGenerator,
-                 progress: Progress | None = None, embed_prompts: Callable[[list[str]], Any] | None = None) -> None:
+    def __init__(
+        self,
+        plan: StudyPlan,
+        store: RunStore,
+        open_generator: OpenGenerator,
+        progress: Progress | None = None,
+        embed_prompts: Callable[[list[str]], Any] | None = None,
+    ) -> None:
         self.plan = plan
         self.s = plan.settings
         self.store = store
@@ -151,22 +157,39 @@ class Study:
         for res in gen.generate(requests):
             _, pid, indices, cond, mdl = res.key
             sample = Sample(
-                prompt_id=pid, condition=cond, model=mdl, sample_index=indices[res.sample_index], seed=res.seed,
-                text=res.text, completion_tokens=res.completion_tokens, finish_reason=res.finish_reason,
-                seconds=res.seconds, prompt_tokens=res.prompt_tokens,
+                prompt_id=pid,
+                condition=cond,
+                model=mdl,
+                sample_index=indices[res.sample_index],
+                seed=res.seed,
+                text=res.text,
+                completion_tokens=res.completion_tokens,
+                finish_reason=res.finish_reason,
+                seconds=res.seconds,
+                prompt_tokens=res.prompt_tokens,
             )
             self.store.append(Path(res.key[0]), sample)
             self.generated += 1
             self.progress.advance()
         self.progress.finish()
 
-    def _requests_for(self, path: Path, condition: str, model: str, prompts: Mapping[int, str], n: int,
-                      temperature: float, max_tokens: int, stop: tuple[str, ...], prefix: str = "",
-                      seed_tag: str = "") -> list[Any]:
+    def _requests_for(
+        self,
+        path: Path,
+        condition: str,
+        model: str,
+        prompts: Mapping[int, str],
+        n: int,
+        temperature: float,
+        max_tokens: int,
+        stop: tuple[str, ...],
+        prefix: str = "",
+        seed_tag: str = "",
+    ) -> list[Any]:
         params = _params(temperature, self.s, max_tokens, stop)
         reqs = []
         for pid, idx in self._missing(path, sorted(prompts), n).items():
-            seeds = [derive_seed(self.s.seed, *( [seed_tag] if seed_tag else []), pid, j) for j in idx]
+            seeds = [derive_seed(self.s.seed, *([seed_tag] if seed_tag else []), pid, j) for j in idx]
             key = (str(path), pid, tuple(idx), condition, model)
             reqs.append(_request(key, prompts[pid], seeds, params, prefix))
         return reqs
@@ -191,19 +214,45 @@ class Study:
         chat_name = plan.chat.name
         gen = self.open_generator(plan.chat)
         try:
+
             def chat_prompt(text: str) -> str:
                 return gen.render_chat([{"role": "user", "content": text}])
 
             rendered = {pid: chat_prompt(t) for pid, t in prompts.items()}
-            reqs = self._requests_for(self.store.samples_path(TEACHER), TEACHER, chat_name, rendered, s.samples,
-                                      s.temperature, s.max_tokens, ())
+            reqs = self._requests_for(
+                self.store.samples_path(TEACHER),
+                TEACHER,
+                chat_name,
+                rendered,
+                s.samples,
+                s.temperature,
+                s.max_tokens,
+                (),
+            )
             if TEACHER + GREEDY_SUFFIX in conds:
-                reqs += self._requests_for(self.store.samples_path(TEACHER + GREEDY_SUFFIX), TEACHER + GREEDY_SUFFIX,
-                                           chat_name, rendered, 1, 0.0, s.max_tokens, ())
+                reqs += self._requests_for(
+                    self.store.samples_path(TEACHER + GREEDY_SUFFIX),
+                    TEACHER + GREEDY_SUFFIX,
+                    chat_name,
+                    rendered,
+                    1,
+                    0.0,
+                    s.max_tokens,
+                    (),
+                )
             if needs_static:
                 statics = {k: chat_prompt(q) for k, q in enumerate(plan.texts.static_queries)}
-                reqs += self._requests_for(self.store.aux_path("teacher-static"), "teacher-static", chat_name,
-                                           statics, 1, s.temperature, s.max_tokens, (), seed_tag="static")
+                reqs += self._requests_for(
+                    self.store.aux_path("teacher-static"),
+                    "teacher-static",
+                    chat_name,
+                    statics,
+                    1,
+                    s.temperature,
+                    s.max_tokens,
+                    (),
+                    seed_tag="static",
+                )
             self._run(gen, Path(), TEACHER, chat_name, reqs, f"teacher {chat_name}")
             self.engine_timings[f"teacher:{chat_name}"] = dict(gen.timings)
         finally:
@@ -226,10 +275,19 @@ class Study:
             prompts = {p.id: p.text for p in plan.prompt_set.prompts}
             todo = {pid: req_text(prompts[pid], a) for pid, a in teacher0.items()}
             static_todo = {k: req_text(plan.texts.static_queries[k], a) for k, a in statics.items()}
-            reqs = self._requests_for(self.store.aux_path("summary"), "summary", plan.summarizer.name, todo, 1, 0.0,
-                                      s.summary_max_tokens, ())
-            reqs += self._requests_for(self.store.aux_path("summary-static"), "summary-static", plan.summarizer.name,
-                                       static_todo, 1, 0.0, s.summary_max_tokens, ())
+            reqs = self._requests_for(
+                self.store.aux_path("summary"), "summary", plan.summarizer.name, todo, 1, 0.0, s.summary_max_tokens, ()
+            )
+            reqs += self._requests_for(
+                self.store.aux_path("summary-static"),
+                "summary-static",
+                plan.summarizer.name,
+                static_todo,
+                1,
+                0.0,
+                s.summary_max_tokens,
+                (),
+            )
             self._run(gen, Path(), "summary", plan.summarizer.name, reqs, f"summaries {plan.summarizer.name}")
             self.engine_timings[f"summarizer:{plan.summarizer.name}"] = dict(gen.timings)
         finally:
@@ -295,8 +353,15 @@ class Study:
                 prefix = fmt.shared_prefix(list(rendered.values())) if len(rendered) > 1 else ""
                 greedy = is_greedy(cond)
                 reqs += self._requests_for(
-                    self.store.samples_path(cond), cond, plan.base.name, rendered, 1 if greedy else s.samples,
-                    0.0 if greedy else s.temperature, s.max_tokens, (fmt.FENCE,), prefix=prefix,
+                    self.store.samples_path(cond),
+                    cond,
+                    plan.base.name,
+                    rendered,
+                    1 if greedy else s.samples,
+                    0.0 if greedy else s.temperature,
+                    s.max_tokens,
+                    (fmt.FENCE,),
+                    prefix=prefix,
                 )
             self._run(gen, Path(), "base", plan.base.name, reqs, f"base {plan.base.name}")
             self.engine_timings[f"base:{plan.base.name}"] = dict(gen.timings)

@@ -20,7 +20,9 @@ class FakeGenerator:
         self.closed = False
 
     def render_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
-        return "".join(f"<|{m['role']}|>{m['content']}" for m in messages) + ("<|assistant|>" if add_generation_prompt else "")
+        return "".join(f"<|{m['role']}|>{m['content']}" for m in messages) + (
+            "<|assistant|>" if add_generation_prompt else ""
+        )
 
     def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
         return list(text.encode())
@@ -34,9 +36,10 @@ class FakeGenerator:
             self.log.append((self.name, req))
             for i, seed in enumerate(req.seeds):
                 h = hashlib.sha256(f"{self.name}|{req.prompt}|{seed}|{req.params.temperature}".encode()).hexdigest()
-                words = [f"w{int(h[j:j + 2], 16) % 12}" for j in range(0, 16, 2)]
-                yield GenerationResult(req.key, i, seed, f"{self.name} says " + " ".join(words), 9, len(req.prompt),
-                                       "stop", 0.01)
+                words = [f"w{int(h[j : j + 2], 16) % 12}" for j in range(0, 16, 2)]
+                yield GenerationResult(
+                    req.key, i, seed, f"{self.name} says " + " ".join(words), 9, len(req.prompt), "stop", 0.01
+                )
 
     def close(self) -> None:
         self.closed = True
