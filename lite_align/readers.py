@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
 
 PAPER_SAMPLES_FILE = "samples.jsonl"
 RUN_MANIFEST = "manifest.json"
+RUN_PROMPTS = "prompts.jsonl"  # the run's prompt set, in the paper's instance format
 RUN_SAMPLES_DIR = "samples"
 _FENCE = "```"
 _RECORD_KEYS = ("prompt_id", "sample_index", "text", "finish_reason")
@@ -248,10 +250,12 @@ def _read_run_dir(run_dir: Path, label: str | None) -> list[SampleSet]:
         raise SamplesFileError(
             f"{run_dir / RUN_SAMPLES_DIR}: no <condition>.jsonl files; has the run generated anything?"
         )
+    prompts_file = run_dir / RUN_PROMPTS
+    prompts = {p.id: p.text for p in read_instances(prompts_file).prompts} if prompts_file.is_file() else {}
     sets = []
     for f in files:
         name = f.stem if label is None else (label if len(files) == 1 else f"{label}/{f.stem}")
-        sets.append(_read_record_file(f, name, manifest))
+        sets.append(replace(_read_record_file(f, name, manifest), prompts=prompts))
     return sets
 
 

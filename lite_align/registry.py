@@ -39,6 +39,7 @@ _MODEL_KEYS = {
     "base_url",
     "model",
     "api_key_env",
+    "concurrency",
 }
 _PAIR_KEYS = {"base", "chat", "note"}
 _EMBEDDER_KEYS = {
@@ -49,6 +50,7 @@ _EMBEDDER_KEYS = {
     "tokenizer_file",
     "tokenizer_path",
     "max_length",
+    "sha256",
     "license",
     "url",
     "note",
@@ -74,6 +76,7 @@ class ModelSpec:
     base_url: str = ""
     model: str = ""
     api_key_env: str = ""
+    concurrency: int = 0  # requests in flight at once (server backends); 0: the backend's default
 
     @property
     def source(self) -> str:
@@ -105,6 +108,7 @@ class EmbedderEntry:
     tokenizer_file: str = ""
     tokenizer_path: str = ""
     max_length: int = 256
+    sha256: str = ""
     license: str = ""
     url: str = ""
     note: str = ""
@@ -208,8 +212,8 @@ def load_registry(path: str | Path | None = None) -> Registry:
         if backend == "llama.cpp" and not (entry.get("path") or entry.get("file") or entry.get("package")):
             raise RegistryError(f"{loc}: models.{name} needs one of path, file or package")
         for key, value in entry.items():
-            expected = bool if key == "chat_template" else str
-            if not isinstance(value, expected):
+            expected = {"chat_template": bool, "concurrency": int}.get(key, str)
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
                 raise RegistryError(f"{loc}: models.{name}.{key} must be a {expected.__name__}")
         models[name] = ModelSpec(name=name, **entry)
 

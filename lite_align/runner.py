@@ -61,8 +61,9 @@ def _model_record(ref: ModelRef) -> dict[str, Any]:
     from .gguf_check import sha256_file
 
     p = Path(ref.path)
-    rec: dict[str, Any] = {"name": ref.name, "role": ref.role, "family": ref.family, "path": str(p)}
+    rec: dict[str, Any] = {"name": ref.name, "role": ref.role, "family": ref.family, "path": ref.path}
     if ref.backend == "llama.cpp":
+        rec["path"] = str(p)
         rec["size"] = p.stat().st_size
         rec["sha256"] = sha256_file(p)
     else:
@@ -76,8 +77,15 @@ def _ref(registry: Registry, value: str, role: str) -> ModelRef:
         from .gguf_check import inspect_gguf
 
         inspect_gguf(path)  # a corrupt file must fail here, before llama.cpp can abort the process
-    extra = {"base_url": spec.base_url, "model": spec.model or spec.name} if spec.backend != "llama.cpp" else {}
-    return ModelRef(name=spec.name, role=role, path=str(path), family=spec.family, backend=spec.backend, extra=extra)
+    if spec.backend == "llama.cpp":
+        return ModelRef(name=spec.name, role=role, path=str(path), family=spec.family)
+    model = spec.model or spec.name
+    extra = {"base_url": spec.base_url, "model": model, "api_key_env": spec.api_key_env}
+    if spec.concurrency:
+        extra["concurrency"] = spec.concurrency
+    # the path names the served model, so two server models never count as one (the study compares paths)
+    path_id = f"{spec.backend}:{spec.base_url.rstrip('/')}#{model}"
+    return ModelRef(spec.name, role, path_id, family=spec.family, backend=spec.backend, extra=extra)
 
 
 def prepare(opts: RunOptions) -> PreparedRun:
@@ -171,7 +179,9 @@ def peak_rss_mb() -> float:
 def open_llama(opts: RunOptions) -> Any:
     def opener(ref: ModelRef) -> Any:
         if ref.backend != "llama.cpp":
-            raise ConfigError(f"model '{ref.name}': backend {ref.backend!r} is not supported by this command yet")
+            from .backends import open_backend
+
+            return open_backend(ref)
         from .engine import LlamaCppGenerator
 
         return LlamaCppGenerator(ref.path, n_threads=opts.threads, n_gpu_layers=opts.gpu_layers)
@@ -179,10 +189,43 @@ def open_llama(opts: RunOptions) -> Any:
     return opener
 
 
-def load_embedder(registry: Registry | None = None) -> Any:
-    from .embed import OnnxEmbedder, default_embedder_spec
+def embedder_spec(registry: Registry | None = None, name: str | None = None) -> Any:
+    """The ONNX sentence encoder named in models.toml (default: the registry's default embedder)."""
+    from .embed import EmbedderSpec, default_embedder_spec, packaged_embedder_spec
 
-    return OnnxEmbedder(default_embedder_spec())
+    if registry is None or not (name or registry.default_embedder):
+        return default_embedder_spec()
+    key = name or registry.default_embedder
+    entry = registry.embedders.get(key)
+    if entry is None:
+        known = ", ".join(sorted(registry.embedders)) or "none"
+        raise ConfigError(f"unknown embedder '{key}' (models.toml [embedders]: {known})")
+    if entry.onnx_package:
+        return packaged_embedder_spec(
+            entry.name,
+            entry.onnx_package,
+            entry.onnx_file,
+            entry.tokenizer_package,
+            entry.tokenizer_file,
+            max_length=entry.max_length,
+            sha256=entry.sha256 or None,
+        )
+    for label, value in (("onnx_path", entry.onnx_path), ("tokenizer_path", entry.tokenizer_path)):
+        if not value or not Path(value).expanduser().is_file():
+            raise ConfigError(f"embedder '{entry.name}': {label} {value!r} is not a file; fix models.toml")
+    return EmbedderSpec(
+        entry.name,
+        Path(entry.onnx_path).expanduser(),
+        Path(entry.tokenizer_path).expanduser(),
+        max_length=entry.max_length,
+        sha256=entry.sha256 or None,
+    )
+
+
+def load_embedder(registry: Registry | None = None, name: str | None = None) -> Any:
+    from .embed import OnnxEmbedder
+
+    return OnnxEmbedder(embedder_spec(registry, name))
 
 
 def execute(
@@ -211,6 +254,7 @@ def execute(
             packages=package_versions(),
             status="running",
         )
+        store.write_prompts(plan.prompt_set.texts())
         study = Study(
             plan,
             store,

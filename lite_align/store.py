@@ -6,6 +6,7 @@ Layout (format ``lite_align.run/1``)::
       manifest.json          settings, models (path, size, sha256), seeds, versions, timings
       samples/<cond>.jsonl   one JSON object per finished sample (data.Sample.to_json)
       aux/<name>.jsonl       intermediate texts the study needs (teacher's static answers, summaries)
+      prompts.jsonl          the prompt set (the paper's instance format)
       results.json           computed metrics, so reports re-render without regenerating
 
 Every sample is appended, flushed and fsync'ed before the next is reported done. A half-written
@@ -176,6 +177,23 @@ class RunStore:
 
     def write_manifest(self) -> None:
         _atomic_write_json(self.dir / MANIFEST, self.manifest)
+
+    def write_prompts(self, texts: list[str]) -> None:
+        """The run's prompt set, in the paper's instance format (prompt id = line index), so a run
+        directory is self-contained for reports, comparisons and bundles."""
+        path = self.dir / "prompts.jsonl"
+        if path.exists():
+            return
+        lines = "".join(
+            json.dumps({"messages": [{"role": "user", "content": t}]}, ensure_ascii=False) + "\n" for t in texts
+        )
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(lines, encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _write_error(path, exc) from None
 
     def write_results(self, results: Mapping[str, Any]) -> None:
         _atomic_write_json(self.dir / "results.json", {"format": "lite_align.results/1", **results})
