@@ -84,6 +84,12 @@ def bench_model(model: str | None, registry_path: str | None) -> dict[str, Any]:
 
 
 def _embedder() -> Any:
+    from .errors import RegistryError
+    from .registry import load_registry
     from .runner import load_embedder
 
-    return load_embedder()
+    try:
+        registry = load_registry()
+    except RegistryError:  # analysing files outside a project: the packaged default encoder
+        registry = None
+    return load_embedder(registry)

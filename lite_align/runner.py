@@ -80,7 +80,7 @@ def _ref(registry: Registry, value: str, role: str) -> ModelRef:
     if spec.backend == "llama.cpp":
         return ModelRef(name=spec.name, role=role, path=str(path), family=spec.family)
     model = spec.model or spec.name
-    extra = {"base_url": spec.base_url, "model": model, "api_key_env": spec.api_key_env}
+    extra: dict[str, Any] = {"base_url": spec.base_url, "model": model, "api_key_env": spec.api_key_env}
     if spec.concurrency:
         extra["concurrency"] = spec.concurrency
     # the path names the served model, so two server models never count as one (the study compares paths)
