@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from .errors import LiteAlignError
+from .errors import ConfigError, LiteAlignError
 
 app = typer.Typer(
     name="lite-align",
@@ -219,6 +219,58 @@ def bench(
         report.print_json(result)
     else:
         report.render_bench(report.console(), result)
+
+
+@app.command()
+@handled
+def report(
+    path: Annotated[Path, typer.Argument(help="A run directory, a samples file, or a folder of released outputs.")],
+    fmt: Annotated[str, typer.Option("--format", help="terminal, html, markdown or json.")] = "terminal",
+    out: Annotated[str | None, typer.Option(help="File to write ('-': stdout; html default: report.html).")] = None,
+    reference: Annotated[
+        str | None, typer.Option(help="Released outputs: the set whose sample 0 is the reference.")
+    ] = None,
+    prompts: Annotated[
+        str | None, typer.Option(help="Released outputs: their prompt file (default: instances/data.jsonl nearby).")
+    ] = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="Released greedy outputs: the reference's sampled outputs, for the baseline.")
+    ] = None,
+    embeddings: Annotated[bool, typer.Option(help="When analysing afresh, also the ONNX similarities.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Render a run, or an analysis of released outputs, again without generating anything."""
+    from . import report as rep
+    from .compare import load_report_input
+
+    fmt = "json" if json_out else fmt
+    if fmt not in rep.REPORT_FORMATS:
+        raise ConfigError(f"--format: unknown format '{fmt}'; choose one of {', '.join(rep.REPORT_FORMATS)}")
+    inp = load_report_input(path, reference=reference, prompts=prompts, baseline=baseline, embeddings=embeddings)
+    if fmt == "terminal" and out in (None, "-"):
+        rep.render_report(rep.console(), inp.manifest, inp.results, reference=inp.teacher or "none")
+        return
+    text = rep.render_document(fmt, inp.manifest, inp.results, sets=inp.sets, prompts=inp.prompts, teacher=inp.teacher)
+    rep.write_output(out or ("report.html" if fmt == "html" else "-"), text)
+
+
+@app.command()
+@handled
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="Run directory A.")],
+    run_b: Annotated[Path, typer.Argument(help="Run directory B (differences are B − A).")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Two runs side by side: paired differences over shared prompts, with 95% intervals."""
+    from .compare import compare_runs, read_run
+
+    doc = compare_runs(read_run(run_a), read_run(run_b))
+    from . import report as rep
+
+    if json_out:
+        rep.print_json(doc)
+    else:
+        rep.render_compare(rep.console(), doc)
 
 
 def main() -> None:

@@ -117,9 +117,7 @@ def _parse_line(path: Path, number: int, chunk: bytes, error: type[LiteAlignErro
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise error(
-            f"{path}:{number}: invalid JSON ({exc.msg}, column {exc.colno}); fix or remove the line"
-        ) from None
+        raise error(f"{path}:{number}: invalid JSON ({exc.msg}, column {exc.colno}); fix or remove the line") from None
     if not isinstance(obj, dict):
         raise error(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
     return obj
@@ -197,9 +195,7 @@ def _paper_texts(path: Path, number: int, obj: Mapping[str, Any]) -> tuple[str, 
     """The normalised texts of one paper line, or None when the line records a failure."""
     style = _paper_line_style(obj)
     if style is None:
-        raise SamplesFileError(
-            f"{path}:{number}: not a paper samples line (expected 'outputs', 'error' or 'ok' keys)"
-        )
+        raise SamplesFileError(f"{path}:{number}: not a paper samples line (expected 'outputs', 'error' or 'ok' keys)")
     if (style == "openai" and not obj["ok"]) or (style == "server" and "outputs" not in obj):
         return None
     outputs = obj.get("outputs")
@@ -274,9 +270,7 @@ def _read_record_file(
             )
         pid, index, text = obj["prompt_id"], obj["sample_index"], obj["text"]
         if not (isinstance(pid, int) and isinstance(index, int) and pid >= 0 and isinstance(text, str)):
-            raise SamplesFileError(
-                f"{path}:{number}: prompt_id and sample_index must be integers >= 0, text a string"
-            )
+            raise SamplesFileError(f"{path}:{number}: prompt_id and sample_index must be integers >= 0, text a string")
         latest[(pid, index)] = obj
     grouped: dict[int, list[tuple[int, str]]] = {}
     seen_prompts: set[int] = set()
@@ -329,9 +323,7 @@ def read_instances(path: str | Path) -> PromptSet:
         users = [m for m in turns if isinstance(m, dict) and m.get("role") == "user"]
         content = users[-1].get("content") if users else None
         if not isinstance(content, str):
-            raise PromptFileError(
-                f'{p}:{number}: expected {{"messages": [{{"role": "user", "content": "..."}}]}}'
-            )
+            raise PromptFileError(f'{p}:{number}: expected {{"messages": [{{"role": "user", "content": "..."}}]}}')
         prompts.append(Prompt(id=number - 1, text=content))
     return PromptSet(
         name=_prompt_set_name(p),
@@ -343,8 +335,11 @@ def read_instances(path: str | Path) -> PromptSet:
 
 def read_stance_labels(path: str | Path) -> list[str | None]:
     """One stance label per line of a judge file (OpenAI style; the answer is JSON with a "stance"
-    key), lower-cased and stripped; None where the request failed or the answer does not parse."""
+    key), lower-cased and stripped; None where the request failed or the answer does not parse.
+    ``path`` may be the file or the directory holding its ``samples.jsonl``."""
     p = Path(path)
+    if p.is_dir() and (p / PAPER_SAMPLES_FILE).is_file():
+        p = p / PAPER_SAMPLES_FILE
     labels: list[str | None] = []
     for number, obj in _load_complete(p, SamplesFileError):
         if "ok" not in obj:

@@ -6,6 +6,7 @@ report can be rendered again from ``results.json`` and ``manifest.json`` without
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 from rich import box
 from rich.columns import Columns
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -64,6 +66,19 @@ def _ci(ci: Any, digits: int = 3) -> str:
     return f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
+def short_label(name: str, width: int = 36) -> str:
+    """A path key shortened for a table cell: its last components."""
+    if len(name) <= width or "/" not in name:
+        return name
+    parts = name.rstrip("/").split("/")
+    out = parts[-1]
+    for part in reversed(parts[:-1]):
+        if len(out) + len(part) + 1 > width - 2:
+            break
+        out = f"{part}/{out}"
+    return "…/" + out
+
+
 # --- diversity -------------------------------------------------------------------------------
 
 
@@ -79,7 +94,7 @@ def diversity_panel(name: str, row: Mapping[str, Any]) -> Panel:
     sub = f"{row.get('n_prompts', '?')} prompts · {row.get('n_responses', '?')} responses"
     if row.get("n_failed"):
         sub += f" · {row['n_failed']} failed lines skipped"
-    return Panel(t, title=f"[bold]{name}[/bold]", subtitle=sub, expand=False)
+    return Panel(t, title=f"[bold]{short_label(name)}[/bold]", subtitle=sub, expand=False)
 
 
 def render_diversity(con: Console, table: Mapping[str, Mapping[str, Any]], title: str = "Diversity") -> None:
@@ -101,7 +116,7 @@ def render_recover(con: Console, table: Mapping[str, Mapping[str, Any]], referen
         t.add_column("ratio [95% CI]", justify="right")
     t.add_column("verdict")
     for name, row in table.items():
-        cells = [name]
+        cells = [short_label(name)]
         for key, _ in present:
             r = row.get(key)
             if not r:
@@ -118,7 +133,7 @@ def render_recover(con: Console, table: Mapping[str, Mapping[str, Any]], referen
         Text(
             "ratio = cross / baseline; 1 means the condition answers as much like the teacher as the teacher's own "
             "samples do. Verdict: recovered when the interval reaches 1 on two of three similarities, partly when the "
-            "ratio is at least 0.5 on two of three.",
+            "ratio is at least 0.5 on two of three (one of one when only word-bag Jaccard is computed).",
             style="dim",
         )
     )
@@ -185,6 +200,142 @@ def render_run(con: Console, manifest: Mapping[str, Any], results: Mapping[str, 
         con.print(Text(f"Samples, manifest and results are in {run_dir}", style="dim"))
 
 
+def render_report(
+    con: Console, manifest: Mapping[str, Any], results: Mapping[str, Any], *, reference: str = "chat"
+) -> None:
+    """``lite-align report --format terminal``: a run (as render_run) or released outputs, then any
+    further parts (coverage, quality, stance, ...) laid out as the Markdown report lays them out."""
+    from .markdown_report import FigureTable, explain_blocks, explain_parts, manifest_lines
+
+    if manifest.get("kind") == "released":
+        lines = [f"[bold]{escape(label)}[/bold]  {escape(text)}" for label, text in manifest_lines(manifest)]
+        con.print(Panel("\n".join(lines), title="[bold]released outputs[/bold]", expand=False))
+    else:
+        render_header(con, manifest)
+    if results.get("diversity"):
+        render_diversity(con, results["diversity"])
+    if results.get("finding"):
+        con.print(Text("Finding: " + results["finding"], style="bold"))
+    if results.get("recover"):
+        render_recover(con, results["recover"], reference=reference)
+    render_example(con, results.get("example"))
+    for name, obj in explain_parts(results).items():
+        con.rule(f"[bold]{escape(name)}[/bold]")
+        for block in explain_blocks(name, obj):
+            if isinstance(block, FigureTable):
+                t = Table(title=block.title, box=box.SIMPLE_HEAVY)
+                t.add_column(block.row_label)
+                for col in block.columns:
+                    t.add_column(col, justify="right")
+                for row_name, cells in block.rows:
+                    t.add_row(row_name, *(c if isinstance(c, str) else c.text() for c in cells))
+                con.print(t)
+            else:
+                con.print(Text(f"{block.label}: {block.text}"))
+
+
+def render_compare(con: Console, doc: Mapping[str, Any]) -> None:
+    """``lite-align compare``: B − A per condition and measure, with paired 95% intervals."""
+    from .markdown_report import measure_label, similarity_label
+
+    a, b = doc["a"], doc["b"]
+    con.print(
+        Panel(
+            f"[bold]A[/bold]  {escape(str(a['path']))}  {escape(str(a.get('models') or ''))} "
+            f"(preset {a.get('preset')})\n"
+            f"[bold]B[/bold]  {escape(str(b['path']))}  {escape(str(b.get('models') or ''))} "
+            f"(preset {b.get('preset')})\n"
+            f"{doc['n_shared_prompts']} shared prompts, matched by {escape(doc['matched_by'])}",
+            title="[bold]Comparing two runs[/bold]",
+            expand=False,
+        )
+    )
+    t = Table(box=box.SIMPLE_HEAVY)
+    t.add_column("condition")
+    t.add_column("measure")
+    for col in ("A", "B", "B − A [95% CI]", "prompts"):
+        t.add_column(col, justify="right")
+    for cond, row in doc["conditions"].items():
+        entries = [(measure_label(k), v, 3 if "length" not in k else 1) for k, v in row.get("diversity", {}).items()]
+        for sim, parts in row.get("recover", {}).items():
+            entries += [(f"{similarity_label(sim)}: {p}", parts[p], 3 if p != "ratio" else 2) for p in parts]
+        for i, (label, v, digits) in enumerate(entries):
+            lo, hi = v["ci"]
+            apart = lo is not None and hi is not None and (lo > 0 or hi < 0)
+            diff = f"{_f(v['diff'], digits)} {_ci(v['ci'], digits)}"
+            t.add_row(
+                cond if i == 0 else "",
+                label,
+                _f(v["a"], digits),
+                _f(v["b"], digits),
+                f"[bold]{diff}[/bold]" if apart else diff,
+                str(v["n"]),
+                end_section=i == len(entries) - 1,
+            )
+    con.print(t)
+    notes = [doc["note"], "Bold: the interval excludes 0."]
+    if doc.get("only_in_a") or doc.get("only_in_b"):
+        only_a, only_b = ", ".join(doc["only_in_a"]) or "–", ", ".join(doc["only_in_b"]) or "–"
+        notes.append(f"Only in A: {only_a}; only in B: {only_b}.")
+    for line in notes:
+        con.print(Text(line, style="dim"))
+
+
+REPORT_FORMATS = ("terminal", "html", "markdown", "json")
+
+
+def render_document(
+    fmt: str,
+    manifest: Mapping[str, Any],
+    results: Mapping[str, Any],
+    *,
+    sets: Mapping[str, Any] | None = None,
+    prompts: Mapping[int, str] | None = None,
+    teacher: str | None = "chat",
+    width: int = 120,
+) -> str:
+    """The report in one of REPORT_FORMATS, as text (terminal: plain, ``width`` columns)."""
+    if fmt == "html":
+        from .html_report import render_html
+
+        return render_html(manifest, results, sets, prompts, teacher=teacher)
+    if fmt == "markdown":
+        from .markdown_report import render_markdown
+
+        return render_markdown(manifest, results, reference=teacher or "none")
+    if fmt == "json":
+        from .markdown_report import report_json
+
+        return json.dumps(_clean_json(report_json(manifest, results)), indent=2, ensure_ascii=False) + "\n"
+    if fmt == "terminal":
+        buf = io.StringIO()
+        render_report(console(width, buf), manifest, results, reference=teacher or "none")
+        return buf.getvalue()
+    from .errors import ConfigError
+
+    raise ConfigError(f"--format: unknown format '{fmt}'; choose one of {', '.join(REPORT_FORMATS)}")
+
+
+def write_output(path: str, text: str) -> None:
+    """Write a rendered report to ``path``, or stdout for "-"; an unwritable path is a one-line error."""
+    if path == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    from .errors import ConfigError
+
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise ConfigError(f"--out: cannot write {path} ({exc.strerror}); choose another file") from None
+    info(f"wrote {path} ({len(text.encode('utf-8')) / 1e6:.1f} MB)")
+
+
+def info(message: str) -> None:
+    Console(stderr=True, highlight=False).print(Text(message, style="dim"), soft_wrap=True)
+
+
 # --- models ---------------------------------------------------------------------------------
 
 
@@ -222,32 +373,34 @@ def render_models(con: Console, rows: Sequence[Mapping[str, Any]], pairs: Sequen
 
 def render_stance(con: Console, table: Mapping[str, Mapping[str, Any]]) -> None:
     t = Table(title="Stance (judge labels)", box=box.SIMPLE_HEAVY)
-    for col in (
+    cols = (
         "samples",
         "labelled",
         "yes",
         "no",
-        "both",
+        "both (Overton)",
         "other",
         "unparsed",
-        "prompts with yes and no (distributional)",
-        "prompts with any both (Overton)",
-    ):
-        t.add_column(col, justify="right" if col != "samples" else "left")
+        "prompts with a yes and a no (distributional)",
+        "prompts with any both",
+    )
+    for col in cols:
+        t.add_column(col, justify="left" if col == "samples" else "right")
     for name, r in table.items():
-        shares = r.get("shares", {})
+        ci = r.get("ci", {})
         t.add_row(
             name,
             str(r.get("n_labelled", "")),
-            _f(shares.get("yes")),
-            _f(shares.get("no")),
-            _f(shares.get("both")),
-            _f(shares.get("other")),
+            _f(r.get("yes")),
+            _f(r.get("no")),
+            f"{_f(r.get('both'))} {_ci(ci.get('both'))}",
+            _f(r.get("other")),
             str(r.get("n_unparsed", 0)),
-            f"{_f(r.get('distributional'))} {_ci(r.get('ci', {}).get('distributional'))}",
-            f"{_f(r.get('overton'))} {_ci(r.get('ci', {}).get('overton'))}",
+            f"{_f(r.get('prompts_with_yes_and_no'))} {_ci(ci.get('prompts_with_yes_and_no'))}",
+            f"{_f(r.get('prompts_with_both'))} {_ci(ci.get('prompts_with_both'))}",
         )
     con.print(t)
+    con.print(Text("Shares of labelled responses; intervals are 95% bootstrap intervals over prompts.", style="dim"))
 
 
 def render_bench(con: Console, result: Mapping[str, Any]) -> None:

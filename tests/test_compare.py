@@ -1,0 +1,143 @@
+"""`lite-align compare`: paired differences B − A over shared prompts, on hand-made and small runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_html_report import build_run, write_prompts
+from typer.testing import CliRunner
+
+from lite_align.cli import app
+from lite_align.compare import compare_runs, match_prompts, ratio_difference, read_run
+from lite_align.data import Sample
+from lite_align.errors import RunDirError
+from lite_align.readers import prompt_set_hash
+
+runner = CliRunner()
+
+
+def hand_run(root: Path, name: str, prompts: list[str], samples: dict[str, dict[int, list[str]]]) -> Path:
+    """A run directory written by hand: manifest, prompts.jsonl and samples/<condition>.jsonl."""
+    run = root / name
+    (run / "samples").mkdir(parents=True)
+    manifest = {"format": "lite_align.run/1", "prompt_set": {"sha256": prompt_set_hash(prompts)}}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    write_prompts(run, prompts)
+    for cond, by_prompt in samples.items():
+        lines = [
+            json.dumps(Sample(pid, cond, "m", i, 0, text, 2, "stop", 0.0).to_json())
+            for pid, texts in by_prompt.items()
+            for i, text in enumerate(texts)
+        ]
+        (run / "samples" / f"{cond}.jsonl").write_text("\n".join(lines) + "\n")
+    return run
+
+
+def test_prompts_are_paired_by_text_not_by_id(tmp_path: Path) -> None:
+    # A: 0 "P zero", 1 "P one"; B: 0 "P one", 1 "P two". Only "P one" is shared: A's 1 with B's 0.
+    a = hand_run(tmp_path, "a", ["P zero", "P one"], {"base": {0: ["cat dog", "cat bird"], 1: ["red blue"] * 2}})
+    b = hand_run(tmp_path, "b", ["P one", "P two"], {"base": {0: ["red blue", "red green"], 1: ["sun moon"] * 2}})
+    ra, rb = read_run(a), read_run(b)
+    assert match_prompts(ra, rb) == ([(1, 0)], "prompt text")
+    doc = compare_runs(ra, rb)
+    jac = doc["conditions"]["base"]["diversity"]["jaccard_within"]
+    # "P one": Jaccard 1 in A ({red, blue} twice), 1/3 in B ({red, blue} vs {red, green})
+    assert (jac["a"], jac["b"], jac["diff"], jac["n"]) == pytest.approx((1.0, 1 / 3, -2 / 3, 1))
+    assert jac["ci"] == [None, None]  # one prompt: no interval
+    assert doc["n_shared_prompts"] == 1 and doc["matched_by"] == "prompt text"
+
+
+def test_rates_and_lengths_are_paired_per_prompt(tmp_path: Path) -> None:
+    prompts = ["Q1", "Q2"]
+    a = hand_run(tmp_path, "a", prompts, {"chat": {0: ["- x\n- y", "plain"], 1: ["one two", "three"]}})
+    b = hand_run(tmp_path, "b", prompts, {"chat": {0: ["- x\n- y", "- a\n- b"], 1: ["one two three four", "five"]}})
+    div = compare_runs(read_run(a), read_run(b))["conditions"]["chat"]["diversity"]
+    # bullet lists: A 1/2 and 0/2, B 2/2 and 0/2 -> per-prompt differences 1/2 and 0
+    assert div["bullet_list_rate"]["diff"] == pytest.approx(0.25)
+    # lengths: A 1.5 words on Q2 (2 and 1)... B 2.5 (4 and 1); Q1 the same in both (2 and 1 vs 2 and 2)
+    assert div["length_mean"]["diff"] == pytest.approx(((2.0 - 1.5) + (2.5 - 1.5)) / 2)
+    assert "recover" not in compare_runs(read_run(a), read_run(b))["conditions"]["chat"]  # the teacher itself
+
+
+def test_a_run_compared_with_itself_differs_by_nothing(tmp_path: Path) -> None:
+    run = read_run(build_run(tmp_path))
+    doc = compare_runs(run, run)
+    assert set(doc["conditions"]) == {"base", "base-greedy", "chat", "chat-greedy", "icl-static"}
+    figures = [v for row in doc["conditions"].values() for v in row.get("diversity", {}).values()]
+    figures += [
+        v for row in doc["conditions"].values() for parts in row.get("recover", {}).values() for v in parts.values()
+    ]
+    assert len(figures) == 3 * 7 + 3 * 3  # base, chat, icl-static: 7 measures; 3 candidates: cross, baseline, ratio
+    for v in figures:
+        assert v["diff"] in (0.0, None) and v["ci"] in ([0.0, 0.0], [None, None])
+        assert v["a"] == v["b"]
+    assert doc["conditions"]["base"]["recover"]["jaccard"]["ratio"]["n"] == 4
+    assert "diversity" not in doc["conditions"]["base-greedy"]  # one sample per prompt: nothing within a prompt
+
+
+def test_differences_agree_with_each_runs_own_results(tmp_path: Path) -> None:
+    a_dir, b_dir = build_run(tmp_path, seed=7), build_run(tmp_path, seed=8)
+    doc = compare_runs(read_run(a_dir), read_run(b_dir))
+    res_a = json.loads((a_dir / "results.json").read_text())
+    res_b = json.loads((b_dir / "results.json").read_text())
+    for cond in ("base", "chat", "icl-static"):
+        for key in ("jaccard_within", "length_mean", "bullet_list_rate"):
+            got = doc["conditions"][cond]["diversity"][key]
+            assert got["a"] == pytest.approx(res_a["diversity"][cond][key])
+            assert got["diff"] == pytest.approx(res_b["diversity"][cond][key] - res_a["diversity"][cond][key])
+        if cond != "chat":
+            ratio = doc["conditions"][cond]["recover"]["jaccard"]["ratio"]
+            ra, rb = res_a["recover"][cond]["jaccard"]["ratio"], res_b["recover"][cond]["jaccard"]["ratio"]
+            assert (ratio["a"], ratio["b"], ratio["diff"]) == pytest.approx((ra, rb, rb - ra))
+            assert ratio["ci"][0] <= ratio["diff"] <= ratio["ci"][1]
+    assert doc["conditions"]["base"]["diversity"]["jaccard_within"]["diff"] != 0  # the seeds do differ
+
+
+def test_ratio_difference_is_a_paired_bootstrap() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.3, 0.5, 50)
+    cross_a = base * 0.5
+    est = ratio_difference(cross_a, base, cross_a + 0.1, base)
+    assert est.mean == pytest.approx(float((cross_a + 0.1).sum() / base.sum() - 0.5))
+    assert est.lo < est.mean < est.hi and est.n == 50
+    same = ratio_difference(cross_a, base, cross_a, base)
+    assert (same.mean, same.lo, same.hi) == (0.0, 0.0, 0.0)
+
+
+def test_without_prompt_texts_prompts_pair_by_id_when_the_set_is_the_same(tmp_path: Path) -> None:
+    a = read_run(build_run(tmp_path, seed=7, with_prompts=False))
+    b = read_run(build_run(tmp_path, seed=8, with_prompts=False))
+    pairs, how = match_prompts(a, b)
+    assert pairs == [(0, 0), (1, 1), (2, 2), (3, 3)] and how.startswith("prompt id (no prompt texts recorded")
+    other = read_run(build_run(tmp_path, seed=9, with_prompts=False, prompts=("X?", "Y?")))
+    with pytest.raises(RunDirError, match="cannot match the prompts of .* their prompt sets differ"):
+        compare_runs(a, other)
+
+
+def test_runs_with_no_shared_prompt_are_refused(tmp_path: Path) -> None:
+    a = hand_run(tmp_path, "a", ["P"], {"base": {0: ["x y", "x z"]}})
+    b = hand_run(tmp_path, "b", ["Q"], {"base": {0: ["x y", "x z"]}})
+    with pytest.raises(RunDirError, match="share no prompt"):
+        compare_runs(read_run(a), read_run(b))
+
+
+def test_compare_command(tmp_path: Path) -> None:
+    a, b = build_run(tmp_path, seed=7), build_run(tmp_path, seed=8)
+    res = runner.invoke(app, ["compare", str(a), str(b), "--json"])
+    assert res.exit_code == 0, res.output
+    doc: dict[str, Any] = json.loads(res.stdout)
+    assert doc["a"]["path"] == str(a) and doc["n_shared_prompts"] == 4
+    res = runner.invoke(app, ["compare", str(a), str(b)], env={"COLUMNS": "160"})
+    assert res.exit_code == 0 and "B − A [95% CI]" in res.stdout and "word-bag Jaccard within prompt" in res.stdout
+
+
+def test_compare_command_on_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
+    a = build_run(tmp_path)
+    res = runner.invoke(app, ["compare", str(a), str(tmp_path / "nothing")])
+    assert res.exit_code == 2
+    assert "is not a lite_align run directory (no manifest.json)" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output
