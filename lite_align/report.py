@@ -17,6 +17,7 @@ from rich import box
 from rich.columns import Columns
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -31,7 +32,7 @@ DIVERSITY_ROWS = [
     ("numbered_list_rate", "numbered-list rate", 3),
     ("bullet_list_rate", "bullet-list rate", 3),
 ]
-SIMS = [("jaccard", "word-bag Jaccard"), ("embedding", "embedding cosine"), ("bertscore", "BERTScore-style F1")]
+SIMS = [("jaccard", "Jaccard (word bags)"), ("embedding", "embedding cosine"), ("bertscore", "BERTScore-style F1")]
 
 
 def console(width: int | None = None, file: Any = None) -> Console:
@@ -61,9 +62,11 @@ def _f(x: Any, digits: int = 3) -> str:
 
 
 def _ci(ci: Any, digits: int = 3) -> str:
+    r"""An interval as text. Brackets are escaped for rich markup (``\[``), which would otherwise
+    measure "[0.1, 0.2]" as a tag of width 0 and cut the cell."""
     if not ci or len(ci) != 2 or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
         return ""
-    return f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+    return f"\\[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
 def short_label(name: str, width: int = 36) -> str:
@@ -86,7 +89,7 @@ def diversity_panel(name: str, row: Mapping[str, Any]) -> Panel:
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     t.add_column("measure")
     t.add_column("mean", justify="right")
-    t.add_column("95% CI", justify="right", style="dim")
+    t.add_column("95% CI", justify="right", style="dim", no_wrap=True)
     cis = row.get("ci", {})
     for key, label, digits in DIVERSITY_ROWS:
         if key in row:
@@ -106,28 +109,63 @@ def render_diversity(con: Console, table: Mapping[str, Mapping[str, Any]], title
 # --- recoverability --------------------------------------------------------------------------
 
 
-def render_recover(con: Console, table: Mapping[str, Mapping[str, Any]], reference: str) -> None:
-    con.rule(f"[bold]Recoverability[/bold] — similarity to the teacher's sample 0 ({reference})")
-    t = Table(box=box.SIMPLE_HEAVY, show_lines=False)
-    t.add_column("condition", style="bold")
-    present = [(k, label) for k, label in SIMS if any(k in r for r in table.values())]
+def _verdict_cell(v: str) -> str:
+    style = {"recovered": "green", "partly": "yellow", "not": "red"}.get(v, "")
+    return f"[{style}]{v}[/{style}]" if style else v
+
+
+SIM_SHORT = {"jaccard": "Jaccard", "embedding": "embedding", "bertscore": "BERTScore"}
+
+
+def _recover_wide(table: Mapping[str, Mapping[str, Any]], present: list[tuple[str, str]]) -> Table:
+    t = Table(box=box.SIMPLE_HEAVY)
+    t.add_column("condition", style="bold", no_wrap=True)
     for _, label in present:
-        t.add_column(f"{label}\ncross / baseline", justify="right")
-        t.add_column("ratio [95% CI]", justify="right")
-    t.add_column("verdict")
+        t.add_column(f"{label}\ncross / baseline", justify="right", no_wrap=True)
+        t.add_column("ratio \\[95% CI]", justify="right", no_wrap=True)
+    t.add_column("verdict", no_wrap=True)
     for name, row in table.items():
-        cells = [short_label(name)]
+        out = [short_label(name)]
         for key, _ in present:
-            r = row.get(key)
-            if not r:
-                cells += ["–", "–"]
-                continue
-            cells.append(f"{_f(r.get('cross'))} / {_f(r.get('baseline'))}")
-            cells.append(f"{_f(r.get('ratio'), 2)} {_ci(r.get('ratio_ci'), 2)}")
-        v = row.get("verdict", "")
-        style = {"recovered": "green", "partly": "yellow", "not": "red"}.get(v, "")
-        cells.append(f"[{style}]{v}[/{style}]" if style else v)
-        t.add_row(*cells)
+            r = row.get(key) or {}
+            out += [
+                f"{_f(r.get('cross'))} / {_f(r.get('baseline'))}" if r else "–",
+                f"{_f(r.get('ratio'), 2)} {_ci(r.get('ratio_ci'), 2)}" if r else "–",
+            ]
+        t.add_row(*out, _verdict_cell(row.get("verdict", "")))
+    return t
+
+
+def _recover_long(table: Mapping[str, Mapping[str, Any]], present: list[tuple[str, str]]) -> Table:
+    t = Table(box=box.SIMPLE_HEAVY, show_edge=False, pad_edge=False)
+    t.add_column("condition", style="bold", no_wrap=True)
+    for col in ("measure", "cross", "baseline", "ratio \\[95% CI]"):
+        t.add_column(col, justify="left" if col == "measure" else "right", no_wrap=True)
+    t.add_column("verdict", no_wrap=True)
+    for name, row in table.items():
+        for i, (key, _) in enumerate(present):
+            r = row.get(key) or {}
+            t.add_row(
+                short_label(name) if i == 0 else "",
+                SIM_SHORT.get(key, key),
+                _f(r.get("cross")),
+                _f(r.get("baseline")),
+                f"{_f(r.get('ratio'), 2)} {_ci(r.get('ratio_ci'), 2)}",
+                _verdict_cell(row.get("verdict", "")) if i == 0 else "",
+                end_section=i == len(present) - 1,
+            )
+    return t
+
+
+def render_recover(con: Console, table: Mapping[str, Mapping[str, Any]], reference: str) -> None:
+    """One row per condition: cross, baseline and ratio [95% CI] per similarity, and a verdict; a
+    terminal too narrow for that gets one row per condition and similarity instead."""
+    con.rule(f"[bold]Recoverability[/bold] — similarity to the teacher's sample 0 ({short_label(reference)})")
+    present = [(k, label) for k, label in SIMS if any(k in r for r in table.values())]
+    t = _recover_wide(table, present)
+    natural = Measurement.get(con, con.options.update_width(10_000), t).maximum
+    if natural > con.width:
+        t = _recover_long(table, present)
     con.print(t)
     con.print(
         Text(
