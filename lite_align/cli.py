@@ -77,6 +77,10 @@ def run(
     threads: Annotated[int, typer.Option(help="llama.cpp threads (1 is fastest on 2 vCPUs).")] = 1,
     gpu_layers: Annotated[int, typer.Option(help="Layers to offload to a GPU build of llama.cpp.")] = 0,
     registry: RegistryOpt = None,
+    from_manifest: Annotated[
+        str | None,
+        typer.Option(help="Rerun a run from its manifest.json (or run directory); other options ignored but --out."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Generate base and chat samples and report diversity and recoverability."""
@@ -104,7 +108,15 @@ def run(
         gpu_layers=gpu_layers,
         registry=registry,
     )
+    if from_manifest:
+        from .runner import check_models_match, options_from_manifest
+        from .store import read_manifest
+
+        opts = options_from_manifest(from_manifest, out)
     prep = prepare(opts)
+    if from_manifest:
+        src = Path(from_manifest)
+        check_models_match(prep, read_manifest(src if src.is_dir() else src.parent).get("models", {}))
     progress = RichProgress(enabled=True)
     progress.log(f"run directory: {prep.out_dir}")
     manifest, results = execute(prep, progress)

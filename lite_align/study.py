@@ -185,13 +185,20 @@ class Study:
         stop: tuple[str, ...],
         prefix: str = "",
         seed_tag: str = "",
+        fits: Callable[[str], bool] | None = None,
     ) -> list[Any]:
         params = _params(temperature, self.s, max_tokens, stop)
         reqs = []
         for pid, idx in self._missing(path, sorted(prompts), n).items():
+            if fits is not None and not fits(prompts[pid]):
+                self.skipped.append(
+                    {"condition": condition, "prompt_id": pid, "reason": "prompt longer than the model's context"}
+                )
+                continue
             seeds = [derive_seed(self.s.seed, *([seed_tag] if seed_tag else []), pid, j) for j in idx]
             key = (str(path), pid, tuple(idx), condition, model)
-            reqs.append(_request(key, prompts[pid], seeds, params, prefix))
+            text = prompts[pid]
+            reqs.append(_request(key, text, seeds, params, prefix if text.startswith(prefix) else ""))
         return reqs
 
     # --- phases --------------------------------------------------------------------------
@@ -219,6 +226,7 @@ class Study:
                 return gen.render_chat([{"role": "user", "content": text}])
 
             rendered = {pid: chat_prompt(t) for pid, t in prompts.items()}
+            fits = self._fits(gen, s.max_tokens)
             reqs = self._requests_for(
                 self.store.samples_path(TEACHER),
                 TEACHER,
@@ -228,6 +236,7 @@ class Study:
                 s.temperature,
                 s.max_tokens,
                 (),
+                fits=fits,
             )
             if TEACHER + GREEDY_SUFFIX in conds:
                 reqs += self._requests_for(
@@ -239,6 +248,7 @@ class Study:
                     0.0,
                     s.max_tokens,
                     (),
+                    fits=fits,
                 )
             if needs_static:
                 statics = {k: chat_prompt(q) for k, q in enumerate(plan.texts.static_queries)}
@@ -252,6 +262,7 @@ class Study:
                     s.max_tokens,
                     (),
                     seed_tag="static",
+                    fits=fits,
                 )
             self._run(gen, Path(), TEACHER, chat_name, reqs, f"teacher {chat_name}")
             self.engine_timings[f"teacher:{chat_name}"] = dict(gen.timings)
@@ -275,8 +286,17 @@ class Study:
             prompts = {p.id: p.text for p in plan.prompt_set.prompts}
             todo = {pid: req_text(prompts[pid], a) for pid, a in teacher0.items()}
             static_todo = {k: req_text(plan.texts.static_queries[k], a) for k, a in statics.items()}
+            fits = self._fits(gen, s.summary_max_tokens)
             reqs = self._requests_for(
-                self.store.aux_path("summary"), "summary", plan.summarizer.name, todo, 1, 0.0, s.summary_max_tokens, ()
+                self.store.aux_path("summary"),
+                "summary",
+                plan.summarizer.name,
+                todo,
+                1,
+                0.0,
+                s.summary_max_tokens,
+                (),
+                fits=fits,
             )
             reqs += self._requests_for(
                 self.store.aux_path("summary-static"),
@@ -287,6 +307,7 @@ class Study:
                 0.0,
                 s.summary_max_tokens,
                 (),
+                fits=fits,
             )
             self._run(gen, Path(), "summary", plan.summarizer.name, reqs, f"summaries {plan.summarizer.name}")
             self.engine_timings[f"summarizer:{plan.summarizer.name}"] = dict(gen.timings)
@@ -307,49 +328,97 @@ class Study:
         return own, static
 
     # --- the base model's prompts ----------------------------------------------------------
-    def base_prompts(self, condition: str) -> dict[int, str]:
-        """The rendered prompt of every prompt id for one base condition (sampled or greedy)."""
+    def base_inputs(self, condition: str) -> dict[int, tuple[list[Example], str, str | None]]:
+        """Per prompt id: the in-context examples (in prompt order), the query and the summary hint
+        (None when the condition has none) of one base condition (sampled or greedy)."""
         plan, s = self.plan, self.s
         kind = sampled_twin(condition)
         prompts = {p.id: p.text for p in plan.prompt_set.prompts}
         if kind == "base":
-            return {pid: fmt.zero_shot(t) for pid, t in prompts.items()}
-        teacher0 = self.teacher_answers()
-        system = plan.texts.system
-        out: dict[int, str] = {}
+            return {pid: ([], t, None) for pid, t in prompts.items()}
         if kind in ("icl-static", "icl-summary"):
             statics = self.static_answers()
             own_sum, static_sum = self.summaries() if kind == "icl-summary" else ({}, {})
-            examples = []
-            for k, q in enumerate(plan.texts.static_queries[: s.k]):
-                summary = static_sum.get(k, "") if kind == "icl-summary" else None
-                examples.append(Example(q, statics.get(k, ""), summary))
-            for pid, t in prompts.items():
-                summary = own_sum.get(pid, "") if kind == "icl-summary" else None
-                out[pid] = fmt.in_context(system, examples, t, summary)
-            return out
+            examples = [
+                Example(q, statics.get(k, ""), static_sum.get(k, "") if kind == "icl-summary" else None)
+                for k, q in enumerate(plan.texts.static_queries[: s.k])
+            ]
+            return {
+                pid: (examples, t, own_sum.get(pid, "") if kind == "icl-summary" else None)
+                for pid, t in prompts.items()
+            }
+        teacher0 = self.teacher_answers()
         n = len(prompts)
         vectors = None
         if kind == "icl-knn":
             if self.embed_prompts is None:
                 raise GenerationError("icl-knn needs the sentence embedder; install it with ./install.sh")
             vectors = self.embed_prompts([prompts[i] for i in range(n)])
+        out: dict[int, tuple[list[Example], str, str | None]] = {}
         for pid, t in prompts.items():
-            if kind == "icl-random":
-                ids = fmt.random_neighbours(n, pid, s.k, s.seed)
-            else:
-                ids = fmt.knn_neighbours(vectors, pid, s.k)
-            out[pid] = fmt.in_context(system, [Example(prompts[i], teacher0.get(i, "")) for i in ids], t)
+            ids = (
+                fmt.random_neighbours(n, pid, s.k, s.seed)
+                if kind == "icl-random"
+                else fmt.knn_neighbours(vectors, pid, s.k)
+            )
+            out[pid] = ([Example(prompts[i], teacher0.get(i, "")) for i in ids], t, None)
         return out
+
+    def render_base(self, condition: str, examples: Sequence[Example], query: str, summary: str | None) -> str:
+        if sampled_twin(condition) == "base":
+            return fmt.zero_shot(query)
+        return fmt.in_context(self.plan.texts.system, examples, query, summary)
+
+    def base_prompts(self, condition: str, fits: Callable[[str], bool] | None = None) -> dict[int, str]:
+        """The rendered prompt of every prompt id for one base condition.
+
+        With ``fits`` (does this prompt leave room for the answer in the model's context?), a prompt
+        that does not fit loses in-context examples from the end (the least similar, for knn) until
+        it does; a prompt that does not fit even without examples is left out and recorded in
+        ``self.skipped``. Dropped examples are counted in ``self.dropped_examples``."""
+        out: dict[int, str] = {}
+        for pid, (examples, query, summary) in self.base_inputs(condition).items():
+            kept = list(examples)
+            text = self.render_base(condition, kept, query, summary)
+            while fits is not None and not fits(text) and kept:
+                kept.pop()
+                text = self.render_base(condition, kept, query, summary)
+            if fits is not None and not fits(text):
+                self.skipped.append(
+                    {
+                        "condition": condition,
+                        "prompt_id": pid,
+                        "reason": "prompt longer than the base model's context, even without examples",
+                    }
+                )
+                continue
+            if len(kept) < len(examples):
+                self.dropped_examples[condition] = self.dropped_examples.get(condition, 0) + len(examples) - len(kept)
+            out[pid] = text
+        return out
+
+    @staticmethod
+    def _fits(gen: Generator, budget: int) -> Callable[[str], bool] | None:
+        """A context check for ``gen``: prompt tokens + the answer budget within its context
+        (None for generators that do not say their context, such as servers)."""
+        limit = getattr(gen, "max_positions", None)
+        if not limit:
+            return None
+
+        def fits(text: str) -> bool:
+            return len(gen.tokenize(text)) + budget <= limit
+
+        return fits
 
     def _base_phase(self, conds: Sequence[str]) -> None:
         plan, s = self.plan, self.s
         gen = self.open_generator(plan.base)
         try:
             self._preflight(gen)
+            fits = self._fits(gen, s.max_tokens)
             reqs: list[Any] = []
             for cond in conds:
-                rendered = self.base_prompts(cond)
+                rendered = self.base_prompts(cond, fits)
                 prefix = fmt.shared_prefix(list(rendered.values())) if len(rendered) > 1 else ""
                 greedy = is_greedy(cond)
                 reqs += self._requests_for(
@@ -390,6 +459,7 @@ class Study:
             "engine_timings": {k: {kk: round(vv, 3) for kk, vv in v.items()} for k, v in self.engine_timings.items()},
             "generated_now": self.generated,
             "skipped": self.skipped,
+            "dropped_examples": self.dropped_examples,
         }
 
 

@@ -88,3 +88,27 @@ def test_parse_conditions_adds_the_teacher() -> None:
     assert parse_conditions("icl-knn") == ("chat", "icl-knn")
     assert parse_conditions("base-greedy") == ("chat", "chat-greedy", "base-greedy")
     assert parse_conditions(None) == ALL_CONDITIONS
+
+
+def test_prompts_too_long_lose_examples_then_are_skipped(tmp_path: Path) -> None:
+    class ShortContext(FakeGenerator):
+        max_positions = 170  # bytes are tokens here; the answer budget is 8
+
+    log: list[tuple[str, Any]] = []
+    store = RunStore(tmp_path / "run", {"x": 1})
+    plan = make_plan(parse_conditions("base,icl-random"))
+    long_prompt = Prompt(4, "Why? " * 40)
+    plan = StudyPlan(plan.settings, PromptSet("t", (*PROMPTS.prompts, long_prompt), "mem", "y"), plan.texts,
+                     plan.base, plan.chat, plan.summarizer)
+    study = Study(plan, store, lambda ref: ShortContext(ref.name, log), embed_prompts=FakeEmbedder().embed)
+    study.run()
+    fits = Study._fits(ShortContext("B", []), 8)
+    assert fits is not None
+    for _, req in log:
+        if req.key != ("preflight",):
+            assert fits(req.prompt), req.key
+    # icl-random prompts had to shed examples; the 200-byte prompt fits nowhere and is recorded
+    assert study.dropped_examples.get("icl-random", 0) > 0
+    skipped = {(x["condition"], x["prompt_id"]) for x in study.skipped}
+    assert ("icl-random", 4) in skipped and ("base", 4) in skipped and ("chat", 4) in skipped
+    assert {s.prompt_id for s in store.samples("icl-random")} == {0, 1, 2, 3}
