@@ -1,0 +1,261 @@
+"""`lite-align` end to end on the tiny generated GGUFs: output contract, reproducibility,
+interruption (SIGKILL, SIGINT) and resume, and every bad input's one-line error."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "lite_align.cli"]
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 300, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "COLUMNS": "120", **(env or {})}
+    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def tiny_args(base: Path, chat: Path, out: Path, *extra: str) -> list[str]:
+    return ["run", "--base", str(base), "--chat", str(chat), "--out", str(out), *extra]
+
+
+def records(run_dir: Path) -> dict[str, list[dict[str, object]]]:
+    return {
+        f.stem: [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines()]
+        for f in sorted((run_dir / "samples").glob("*.jsonl"))
+    }
+
+
+def without_seconds(recs: dict[str, list[dict[str, object]]]) -> dict[str, list[dict[str, object]]]:
+    """Everything a sample holds but its wall time, which no two runs share."""
+    return {k: sorted(({kk: vv for kk, vv in r.items() if kk != "seconds"} for r in v),
+                      key=lambda r: (r["prompt_id"], r["sample_index"])) for k, v in recs.items()}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path_factory: pytest.TempPathFactory
+             ) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path_factory.mktemp("cli") / "run"
+    res = run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, out, "--limit", "3", "--samples", "3",
+                              "--max-tokens", "12", "--json"))
+    return res, out
+
+
+def test_run_json_contract(tiny_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    res, out = tiny_run
+    assert res.returncode == 0, res.stderr[-2000:]
+    doc = json.loads(res.stdout)  # stdout holds one JSON document and nothing else
+    for cond in ("base", "chat"):
+        row = doc["diversity"][cond]
+        for key in ("jaccard_within", "length_mean", "abstain_rate", "numbered_list_rate", "bullet_list_rate",
+                    "distinct_prefix_fraction", "embedding_diversity", "n_prompts", "n_responses"):
+            assert isinstance(row[key], (int, float)), (cond, key)
+        assert row["n_prompts"] == 3 and row["n_responses"] == 9
+    for cond in ("base", "icl-static", "icl-random", "icl-knn", "icl-summary", "base-greedy"):
+        for sim in ("jaccard", "embedding", "bertscore"):
+            cell = doc["recover"][cond][sim]
+            assert set(cell) >= {"cross", "baseline", "ratio", "ratio_ci"}, (cond, sim)
+    recs = records(out)
+    base = [r["text"] for r in recs["base"] if r["prompt_id"] == 0]
+    assert len(base) == 3 and len(set(base)) > 1  # samples at T > 0 really differ
+    assert len({r["seed"] for r in recs["base"]}) == 9
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["models"]["base"]["sha256"]
+    assert set(manifest["engine_timings"]["base:" + manifest["models"]["base"]["name"]]) >= {"prompt", "decode"}
+
+
+def test_same_study_twice_in_fresh_processes_gives_the_same_samples(
+    tiny_run: tuple[subprocess.CompletedProcess[str], Path], tiny_base_gguf: Path, tiny_chat_gguf: Path,
+    tmp_path: Path,
+) -> None:
+    _, first = tiny_run
+    res = run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "again", "--limit", "3", "--samples", "3",
+                              "--max-tokens", "12", "--json"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    a, b = without_seconds(records(first)), without_seconds(records(tmp_path / "again"))
+    assert json.dumps(a, sort_keys=True).encode() == json.dumps(b, sort_keys=True).encode()
+
+
+def test_rerun_from_manifest_reproduces(tiny_run: tuple[subprocess.CompletedProcess[str], Path],
+                                        tmp_path: Path) -> None:
+    _, first = tiny_run
+    res = run_cli("run", "--from-manifest", str(first / "manifest.json"), "--out", str(tmp_path / "re"), "--json",
+                  cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert without_seconds(records(first)) == without_seconds(records(tmp_path / "re"))
+
+
+def test_rerun_on_same_out_generates_nothing(tiny_run: tuple[subprocess.CompletedProcess[str], Path],
+                                             tiny_base_gguf: Path, tiny_chat_gguf: Path) -> None:
+    _, out = tiny_run
+    before = {p: p.read_bytes() for p in (out / "samples").glob("*.jsonl")}
+    res = run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, out, "--limit", "3", "--samples", "3",
+                              "--max-tokens", "12", "--json"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert {p: p.read_bytes() for p in before} == before
+    assert json.loads((out / "manifest.json").read_text())["generated_now"] == 0
+
+
+def test_changed_setting_on_existing_run_is_refused(tiny_run: tuple[subprocess.CompletedProcess[str], Path],
+                                                    tiny_base_gguf: Path, tiny_chat_gguf: Path) -> None:
+    _, out = tiny_run
+    res = run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, out, "--limit", "3", "--samples", "3",
+                              "--max-tokens", "13"))
+    assert res.returncode == 2
+    assert "different settings (max_tokens: 12 in the existing run, 13 now)" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def _interrupt_and_resume(sig: int, base: Path, chat: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    args = tiny_args(base, chat, out, "--limit", "6", "--samples", "4", "--max-tokens", "48",
+                     "--conditions", "base,icl-static")
+    proc = subprocess.Popen([*CLI, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    samples = out / "samples" / "base.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if samples.exists() and len(samples.read_bytes().splitlines()) >= 3:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be interrupted; give it more work"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(args, proc.returncode, "", err)
+
+
+def _check_resumed(out: Path, before: dict[str, bytes], base: Path, chat: Path) -> None:
+    res = run_cli(*tiny_args(base, chat, out, "--limit", "6", "--samples", "4", "--max-tokens", "48",
+                              "--conditions", "base,icl-static"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    for name, old in before.items():
+        kept = old[: old.rfind(b"\n") + 1]  # a torn last line is dropped, every complete one kept
+        assert (out / "samples" / name).read_bytes().startswith(kept), name
+    for cond, recs in records(out).items():
+        keys = [(r["prompt_id"], r["sample_index"]) for r in recs]
+        n = 1 if cond.endswith("greedy") else 4
+        assert sorted(keys) == [(p, j) for p in range(6) for j in range(n)], cond  # none missing, none twice
+
+
+def test_sigkill_midway_then_rerun_completes(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    res = _interrupt_and_resume(signal.SIGKILL, tiny_base_gguf, tiny_chat_gguf, out)
+    assert res.returncode == -signal.SIGKILL
+    before = {f.name: f.read_bytes() for f in (out / "samples").glob("*.jsonl")}
+    assert before
+    _check_resumed(out, before, tiny_base_gguf, tiny_chat_gguf)
+
+
+def test_ctrl_c_exits_130_and_keeps_samples(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path) -> None:
+    out = tmp_path / "interrupted"
+    res = _interrupt_and_resume(signal.SIGINT, tiny_base_gguf, tiny_chat_gguf, out)
+    assert res.returncode == 130, res.stderr[-2000:]
+    assert "interrupted" in res.stderr and "Traceback" not in res.stderr
+    before = {f.name: f.read_bytes() for f in (out / "samples").glob("*.jsonl")}
+    assert all(b.endswith(b"\n") for b in before.values())  # a clean stop leaves no torn line
+    _check_resumed(out, before, tiny_base_gguf, tiny_chat_gguf)
+
+
+# --- bad input: one line, non-zero exit, no traceback ------------------------------------------
+
+
+def assert_one_line_error(res: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
+    err = res.stderr.strip()
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err  # exactly one message line, whatever progress came before it
+    assert err.endswith(errors[0])
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+
+
+def test_unknown_model_name() -> None:
+    assert_one_line_error(run_cli("run", "--base", "no-such-model", "--limit", "1"), "unknown model 'no-such-model'")
+
+
+def test_missing_model_file(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("run", "--base", str(tmp_path / "gone.gguf")), "gone.gguf not found")
+
+
+def test_truncated_gguf(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(tiny_base_gguf.read_bytes()[:200_000])
+    assert_one_line_error(run_cli(*tiny_args(cut, tiny_chat_gguf, tmp_path / "o")), "cut.gguf", "truncated")
+
+
+def test_non_gguf_file(tiny_chat_gguf: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "notes.gguf"
+    fake.write_text("these are my notes, not a model\n")
+    assert_one_line_error(run_cli(*tiny_args(fake, tiny_chat_gguf, tmp_path / "o")), "notes.gguf", "not a GGUF")
+
+
+def test_corrupted_gguf_header(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path) -> None:
+    data = bytearray(tiny_base_gguf.read_bytes())
+    data[8:24] = b"\xff" * 16  # absurd tensor and metadata counts
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(bytes(data))
+    res = run_cli(*tiny_args(bad, tiny_chat_gguf, tmp_path / "o"))
+    assert_one_line_error(res, "bad.gguf")
+
+
+def test_malformed_registry(tmp_path: Path) -> None:
+    reg = tmp_path / "models.toml"
+    reg.write_text('version = 1\n[models.x]\nrole = "base\n')
+    assert_one_line_error(run_cli("models", "--registry", str(reg)), "models.toml", "line 3")
+
+
+def test_malformed_prompt_file(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "prompts.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "ok?"}]}\n{"messages": [\n')
+    assert_one_line_error(run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--prompts", str(bad))),
+                          "prompts.jsonl:2")
+
+
+def test_empty_prompt_set(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing here\n")
+    assert_one_line_error(run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--prompts", str(empty))),
+                          "holds no prompts")
+
+
+def test_prompt_file_not_utf8(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path) -> None:
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("Is caf\u00e9 culture good?\n".encode("latin-1"))
+    assert_one_line_error(run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--prompts", str(latin))),
+                          "latin1.txt:1", "not UTF-8")
+
+
+def test_malformed_samples_file(tmp_path: Path) -> None:
+    bad = tmp_path / "samples.jsonl"
+    bad.write_text('{"prompt": "q", "outputs": [{"generated_text": "a"}]}\n{"prompt": \n'
+                   '{"prompt": "q", "outputs": []}\n')
+    assert_one_line_error(run_cli("diversity", str(bad)), "samples.jsonl:2")
+
+
+def test_empty_samples_file(tmp_path: Path) -> None:
+    empty = tmp_path / "samples.jsonl"
+    empty.write_text("")
+    assert_one_line_error(run_cli("diversity", str(empty)), "samples.jsonl")
+
+
+def test_output_directory_cannot_be_written(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert_one_line_error(run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, blocker / "run", "--limit", "1")),
+                          "cannot create run directory")
+
+
+def test_bad_option_values(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path) -> None:
+    assert_one_line_error(run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--samples", "0")),
+                          "--samples must be at least 1")
+    assert_one_line_error(run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--conditions", "nope")),
+                          "--conditions: unknown condition(s) nope")
+    assert_one_line_error(run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--preset", "huge")),
+                          "--preset: unknown preset 'huge'")
