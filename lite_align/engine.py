@@ -28,6 +28,12 @@ How one call to ``LlamaCppGenerator.generate`` spends its time:
   ``numpy.random.Generator`` seeded from its seed, so a seed gives the same text in any process.
   Implemented in numpy on a zero-copy view of llama.cpp's logits (see ``sample_token``: faster
   than llama.cpp's own sampler chain on a 262k vocabulary).
+* **Grammars.** A request whose ``SamplingParams.grammar`` holds GBNF text is constrained by
+  llama.cpp's grammar sampler, one per sample (cloned from one parsed at admission). The token is
+  first drawn as usual from the numpy row, then checked against the grammar alone (a one-element
+  candidate array); only when the grammar rejects it is the grammar applied to the whole
+  vocabulary, the rejected tokens masked to -inf and the draw repeated. Every accepted token
+  advances the grammar; an end-of-generation token is allowed only where the grammar is complete.
 * **Stops.** End-of-generation tokens, stop strings (searched in the raw bytes of the new tail,
   so a stop string or a multi-byte character split across tokens is found), ``max_tokens``.
   Text is decoded from UTF-8 once, at the end (invalid bytes become U+FFFD).
@@ -41,7 +47,7 @@ summation order; on Gemma-3-270M Q4_K_M up to ~1 logit, 0.5-1.6% total variation
 the same size as switching flash attention on), so the prefix cache and the batch composition
 can change sampled texts after a while; on the f32 test models they change nothing.
 
-Left out: speculative decoding, grammars, logprobs, per-request LoRA, recurrent models (their
+Left out: speculative decoding, lazy grammars, logprobs, per-request LoRA, recurrent models (their
 state cannot be shared by ``seq_cp`` the same way), multiple generate() calls at once.
 """
 
@@ -75,6 +81,7 @@ class SamplingParams:
     repetition_penalty: float = 1.1  # HF/TGI semantics: see apply_repetition_penalty
     max_tokens: int = 700
     stop: tuple[str, ...] = ()  # stop strings; the text is returned WITHOUT the stop string
+    grammar: str | None = None  # GBNF text (root rule "root") constraining every sampled token
 
     def __post_init__(self) -> None:
         if not (self.temperature >= 0 and math.isfinite(self.temperature)):
@@ -85,6 +92,8 @@ class SamplingParams:
             raise ConfigError(f"max_tokens must be >= 1, got {self.max_tokens}")
         if any(not s for s in self.stop):
             raise ConfigError("stop strings must not be empty")
+        if self.grammar is not None and not self.grammar.strip():
+            raise ConfigError("grammar must be GBNF text or None, got an empty string")
 
 
 @dataclass(frozen=True)
@@ -265,6 +274,7 @@ class _Request:
     sample_cells: int = 0  # KV cells reserved per sample
     logits: np.ndarray | None = None  # after the last prompt token
     seconds: float = 0.0  # prompt reading time, shared among the samples
+    grammar: Any = None  # llama_sampler of the parsed grammar, cloned for each sample
 
     @property
     def n_samples(self) -> int:
@@ -291,6 +301,7 @@ class _Sequence:
     text_end: int = -1  # where the text ends when a stop string was found
     finish: str = ""
     seconds: float = 0.0
+    grammar: Any = None  # this sample's grammar sampler (its state follows the accepted tokens)
 
 
 @dataclass
@@ -434,6 +445,7 @@ class LlamaCppGenerator:
         self._busy = False
         self._timings = {"prompt": 0.0, "decode": 0.0, "sample": 0.0, "bookkeeping": 0.0}
         self._model_sha: str | None = None
+        self._candidates: tuple[np.ndarray, Any, np.ndarray, Any] | None = None  # see _grammar_arrays
         self.trace: list[TraceOp] | None = None  # set to [] to record (benchmark)
 
     # -- lifetime ------------------------------------------------------------------------------
@@ -580,6 +592,10 @@ class LlamaCppGenerator:
     def _abandon(self, waiting: deque[_Request], live: list[_Sequence]) -> None:
         """Free every non-prefix sequence (after an error or when the caller stops early)."""
         ids = {s.seq_id for s in live} | {r.anchor for r in waiting if r.anchor >= 0}
+        for seq in live:
+            self._free_grammar(seq)
+        for req in waiting:
+            self._free_grammar(req)
         for seq_id in ids:
             self._seq_rm(seq_id)
             self._free_ids.add(seq_id)
@@ -638,7 +654,60 @@ class LlamaCppGenerator:
                 f"request {request.key!r}: the prompt has {len(tokens)} tokens, the context holds "
                 f"{self.max_positions}; shorten the prompt (fewer examples) or raise n_ctx"
             )
+        if request.params.grammar is not None:
+            self._llama.llama_sampler_free(self._parse_grammar(request))
         return tokens
+
+    # -- grammars ------------------------------------------------------------------------------
+
+    def _parse_grammar(self, request: GenerationRequest) -> Any:
+        """A llama.cpp grammar sampler for the request's GBNF (root rule "root"); the caller frees it."""
+        grammar = request.params.grammar or ""
+        sampler = self._llama.llama_sampler_init_grammar(self._vocab, grammar.encode("utf-8"), b"root")
+        if not sampler:
+            raise GenerationError(
+                f"request {request.key!r}: its grammar does not parse as GBNF with a 'root' rule "
+                "(run with verbose=True to see llama.cpp's message); fix the grammar"
+            )
+        return sampler
+
+    def _free_grammar(self, holder: _Request | _Sequence) -> None:
+        if holder.grammar is not None:
+            self._llama.llama_sampler_free(holder.grammar)
+            holder.grammar = None
+
+    def _grammar_arrays(self) -> tuple[np.ndarray, Any, np.ndarray, Any]:
+        """Candidate arrays handed to llama_sampler_apply: the whole vocabulary and one token."""
+        if self._candidates is None:
+            llama = self._llama
+            dtype = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])  # llama_token_data
+            assert dtype.itemsize == ctypes.sizeof(llama.llama_token_data)
+            full = np.zeros(self.n_vocab, dtype=dtype)
+            one = np.zeros(1, dtype=dtype)
+            self._candidates = (
+                full,
+                llama.llama_token_data_array(data=full.ctypes.data_as(llama.llama_token_data_p), size=self.n_vocab),
+                one,
+                llama.llama_token_data_array(data=one.ctypes.data_as(llama.llama_token_data_p), size=1),
+            )
+        return self._candidates
+
+    def _grammar_allows(self, sampler: Any, token: int) -> bool:
+        _, _, one, one_array = self._grammar_arrays()
+        one["id"][0], one["logit"][0] = token, 0.0
+        one_array.size, one_array.selected, one_array.sorted = 1, -1, False
+        self._llama.llama_sampler_apply(sampler, ctypes.byref(one_array))
+        return bool(np.isfinite(one["logit"][0]))
+
+    def _grammar_mask(self, sampler: Any, row: np.ndarray) -> bool:
+        """Set the logits of the tokens the grammar rejects to -inf, in place; False if none is left."""
+        full, full_array, _, _ = self._grammar_arrays()
+        full["id"] = np.arange(self.n_vocab, dtype=np.int32)
+        full["logit"] = row
+        full_array.size, full_array.selected, full_array.sorted = self.n_vocab, -1, False
+        self._llama.llama_sampler_apply(sampler, ctypes.byref(full_array))
+        row[full["id"]] = full["logit"]
+        return bool(np.isfinite(row).any())
 
     def _admit(self, request: GenerationRequest, *, nothing_running: bool) -> _Request | None:
         """Tokenise a request and reserve KV cells for its prompt and its first sample, or None
@@ -685,6 +754,8 @@ class LlamaCppGenerator:
             cells=prompt_cells,
             sample_cells=sample_cells,
         )
+        if request.params.grammar is not None:
+            req.grammar = self._parse_grammar(request)
         req.anchor = self._take_id(high=True)
         self._reserved_cells += prompt_cells + sample_cells  # the first sample's cells too
         if shared:
@@ -894,6 +965,10 @@ class LlamaCppGenerator:
                 pos=len(req.tokens),
                 seconds=req.seconds / req.n_samples,
             )
+            if req.grammar is not None:
+                seq.grammar = self._llama.llama_sampler_clone(req.grammar)
+                if last:
+                    self._free_grammar(req)
             assert req.logits is not None
             row = req.logits if last else req.logits.copy()
             t1 = time.perf_counter()
@@ -913,8 +988,20 @@ class LlamaCppGenerator:
 
     def _sample(self, seq: _Sequence, row: np.ndarray) -> int:
         params = seq.req.request.params
-        return sample_token(
+        original = row.copy() if seq.grammar is not None else row  # sample_token overwrites row
+        token = sample_token(
             row,
+            seq.seen[: seq.n_seen],
+            temperature=params.temperature,
+            repetition_penalty=params.repetition_penalty,
+            rng=seq.rng,
+        )
+        if seq.grammar is None or self._grammar_allows(seq.grammar, token):
+            return token
+        if not self._grammar_mask(seq.grammar, original):
+            return -1  # the grammar allows nothing (it cannot go on): the sample ends here
+        return sample_token(
+            original,
             seq.seen[: seq.n_seen],
             temperature=params.temperature,
             repetition_penalty=params.repetition_penalty,
@@ -924,8 +1011,13 @@ class LlamaCppGenerator:
     def _accept(self, seq: _Sequence, token: int) -> None:
         """Append a sampled token to a sequence and decide whether it has finished."""
         params = seq.req.request.params
+        if token < 0:  # a grammar dead end (see _sample): nothing was sampled
+            seq.finish = "stop"
+            return
         seq.n_generated += 1
         seq.token = token
+        if seq.grammar is not None and not self.is_eog(token):
+            self._llama.llama_sampler_accept(seq.grammar, token)
         if token not in seq.seen_set:
             seq.seen_set.add(token)
             seq.seen[seq.n_seen] = token
@@ -1022,6 +1114,7 @@ class LlamaCppGenerator:
 
     def _finish(self, seq: _Sequence, done: list[GenerationResult]) -> None:
         req = seq.req
+        self._free_grammar(seq)
         self._seq_rm(seq.seq_id)
         self._free_ids.add(seq.seq_id)
         self._reserved_cells -= req.sample_cells

@@ -48,6 +48,7 @@ __all__ = [
     "is_punctuation",
     "nltk_word_tokenize",
     "response_length",
+    "sentences",
     "stop_words",
     "tokenize",
     "word_bag",
@@ -326,6 +327,16 @@ def _sentence_tokens(sentence: str) -> list[str]:
         return list(tail)
     head = _COMMA_AFTER_WORD.sub(" ,", sentence[:start])
     return _SPECIAL_CHUNK.sub(_chunk_tokens, head).split() + tail
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of ``text`` by NLTK's English Punkt (the split ``word_tokenize`` starts with),
+    as substrings of ``text``; a text with nothing but whitespace has none.
+
+    >>> sentences("Dr. Smith left. He paid $3.50! Why?")
+    ['Dr. Smith left.', 'He paid $3.50!', 'Why?']
+    """
+    return [text[start:end] for start, end in _sentence_spans(text) if not text[start:end].isspace()]
 
 
 def tokenize(text: str) -> list[str]:

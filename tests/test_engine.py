@@ -473,3 +473,69 @@ def test_more_prefixes_than_cache_slots_change_no_output(gen: LlamaCppGenerator)
         for p in prefixes
     ]
     assert texts(gen.generate(reqs)) == texts(gen.generate([dataclasses.replace(r, prefix="") for r in reqs]))
+
+
+# -- grammars -----------------------------------------------------------------------------------
+
+
+def _gbnf_literal(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return '"' + escaped.replace("\t", "\\t") + '"'
+
+
+def test_a_grammar_constrains_every_sample(gen: LlamaCppGenerator) -> None:
+    params = SamplingParams(
+        temperature=1.5, repetition_penalty=1.0, max_tokens=16, grammar='root ::= ("yes" | "no") "."'
+    )
+    reqs = [
+        GenerationRequest(key=i, prompt=zero_shot(q), seeds=tuple(range(8)), params=params)
+        for i, q in enumerate(QUERIES)
+    ]
+    results = list(gen.generate(reqs))
+    assert len(results) == 40
+    assert {r.text for r in results} == {"yes.", "no."}  # random weights at T=1.5 pick both
+    assert all(r.finish_reason == "stop" for r in results)  # end of generation once the grammar is complete
+
+
+def test_a_grammar_the_model_follows_anyway_changes_nothing(gen: LlamaCppGenerator) -> None:
+    """Greedy text without a grammar, then with a grammar that allows exactly that start and
+    anything after it: the same tokens (the grammar only acts on tokens it rejects)."""
+    free_params = SamplingParams(temperature=0.0, repetition_penalty=1.1, max_tokens=12)
+    prompt = zero_shot("is the answer yes")  # its greedy text is whole characters (most are stray bytes)
+    (free,) = gen.generate([GenerationRequest(key="free", prompt=prompt, seeds=(0,), params=free_params)])
+    assert free.text and "\ufffd" not in free.text
+    grammar = f"root ::= {_gbnf_literal(free.text)} rest\nrest ::= [^\\x00]*"
+    bound = dataclasses.replace(free_params, grammar=grammar)
+    (constrained,) = gen.generate([GenerationRequest(key="g", prompt=prompt, seeds=(0,), params=bound)])
+    assert (constrained.text, constrained.completion_tokens) == (free.text, free.completion_tokens)
+
+
+def test_grammar_sampling_is_reproducible_and_leaves_other_requests_alone(gen: LlamaCppGenerator) -> None:
+    constrained = SamplingParams(temperature=1.0, max_tokens=10, grammar="root ::= [a-z ]+")
+    free = [
+        GenerationRequest(key=("free", i), prompt=zero_shot(q), seeds=(7, 8), params=T1) for i, q in enumerate(QUERIES)
+    ]
+    bound = [
+        GenerationRequest(key=("g", i), prompt=zero_shot(q), seeds=(7, 8), params=constrained)
+        for i, q in enumerate(QUERIES)
+    ]
+    alone = texts(gen.generate(free))
+    mixed = texts(gen.generate([x for pair in zip(free, bound, strict=True) for x in pair]))
+    again = texts(gen.generate(bound))
+    assert {k: v for k, v in mixed.items() if k[0][0] == "free"} == alone
+    assert {k: v for k, v in mixed.items() if k[0][0] == "g"} == again
+    assert all(v and set(v) <= set("abcdefghijklmnopqrstuvwxyz ") for v in again.values())
+
+
+def test_a_grammar_that_does_not_parse_is_refused_with_the_request_key(gen: LlamaCppGenerator) -> None:
+    bad = GenerationRequest(
+        key="judge-7", prompt="the", seeds=(0,), params=SamplingParams(grammar="root ::= undefined-rule")
+    )
+    with pytest.raises(GenerationError, match="'judge-7'.*grammar does not parse"):
+        gen.check(bad)
+    with pytest.raises(GenerationError, match="grammar does not parse"):
+        list(gen.generate([bad]))
+    ok = GenerationRequest(key="ok", prompt="the", seeds=(0,), params=SamplingParams(max_tokens=3))
+    assert len(list(gen.generate([ok]))) == 1  # the generator is still usable
+    with pytest.raises(ConfigError, match="grammar"):
+        SamplingParams(grammar="  ")
