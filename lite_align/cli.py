@@ -49,6 +49,10 @@ def handled(fn: F) -> F:
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else there.")]
 RegistryOpt = Annotated[str | None, typer.Option("--registry", help="models.toml to use (default: the project's).")]
+EmbedderOpt = Annotated[
+    str | None,
+    typer.Option("--embedder", help="Sentence embedder from models.toml [embedders] (default: the registry's)."),
+]
 
 
 @app.command()
@@ -81,6 +85,10 @@ def run(
         str | None,
         typer.Option(help="Rerun a run from its manifest.json (or run directory); other options ignored but --out."),
     ] = None,
+    embedder: EmbedderOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan (work left, time estimated here) and generate nothing.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Generate base and chat samples and report diversity and recoverability."""
@@ -107,6 +115,7 @@ def run(
         threads=threads,
         gpu_layers=gpu_layers,
         registry=registry,
+        embedder=embedder,
     )
     if from_manifest:
         from .runner import check_models_match, options_from_manifest
@@ -117,10 +126,21 @@ def run(
     if from_manifest:
         src = Path(from_manifest)
         check_models_match(prep, read_manifest(src if src.is_dir() else src.parent).get("models", {}))
+    from . import report
+    from .runner import load_embedder, plan_run
+
+    encoder = load_embedder(prep.registry, prep.options.embedder)
+    plan = plan_run(prep, embedder=encoder).to_json()
+    if dry_run:
+        if json_out:
+            report.print_json(plan)
+        else:
+            report.render_plan(report.console(), plan)
+        return
+    report.render_plan(report.console(file=sys.stderr), plan)  # stderr: --json keeps stdout for results
     progress = RichProgress(enabled=True)
     progress.log(f"run directory: {prep.out_dir}")
-    manifest, results = execute(prep, progress)
-    from . import report
+    manifest, results = execute(prep, progress, embedder=encoder)
 
     if json_out:
         report.print_json({"run_dir": str(prep.out_dir), **results})
@@ -157,11 +177,14 @@ def diversity(
     paths: Annotated[list[Path], typer.Argument(help="Samples files (any supported style) or run directories.")],
     json_out: JsonOpt = False,
     embeddings: Annotated[bool, typer.Option(help="Also compute embedding diversity (ONNX).")] = False,
+    embedder: EmbedderOpt = None,
 ) -> None:
     """Within-prompt diversity of released outputs or runs."""
     from .commands import diversity_of_paths
 
-    table = diversity_of_paths([str(p) for p in paths], embeddings=embeddings)
+    table = diversity_of_paths(
+        [str(p) for p in paths], embeddings=embeddings or embedder is not None, embedder=embedder
+    )
     from . import report
 
     if json_out:
@@ -179,13 +202,20 @@ def recover(
         Path | None, typer.Option(help="Sampled teacher outputs for the baseline of greedy runs.")
     ] = None,
     lexical_only: Annotated[bool, typer.Option(help="Only word-bag Jaccard (no ONNX model).")] = False,
+    embedder: EmbedderOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Cross-model similarity to a reference: cross, baseline and recovery ratio."""
     from .commands import recover_paths
 
+    if lexical_only and embedder:
+        raise ConfigError("--embedder and --lexical-only exclude each other; give one")
     table = recover_paths(
-        str(reference), [str(c) for c in candidates], str(baseline) if baseline else None, embeddings=not lexical_only
+        str(reference),
+        [str(c) for c in candidates],
+        str(baseline) if baseline else None,
+        embeddings=not lexical_only,
+        embedder=embedder,
     )
     from . import report
 
@@ -249,6 +279,7 @@ def report(
         str | None, typer.Option(help="Released greedy outputs: the reference's sampled outputs, for the baseline.")
     ] = None,
     embeddings: Annotated[bool, typer.Option(help="When analysing afresh, also the ONNX similarities.")] = False,
+    embedder: EmbedderOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Render a run, or an analysis of released outputs, again without generating anything."""
@@ -258,7 +289,14 @@ def report(
     fmt = "json" if json_out else fmt
     if fmt not in rep.REPORT_FORMATS:
         raise ConfigError(f"--format: unknown format '{fmt}'; choose one of {', '.join(rep.REPORT_FORMATS)}")
-    inp = load_report_input(path, reference=reference, prompts=prompts, baseline=baseline, embeddings=embeddings)
+    inp = load_report_input(
+        path,
+        reference=reference,
+        prompts=prompts,
+        baseline=baseline,
+        embeddings=embeddings or embedder is not None,
+        embedder=embedder,
+    )
     if fmt == "terminal" and out in (None, "-"):
         rep.render_report(rep.console(), inp.manifest, inp.results, reference=inp.teacher or "none")
         return
@@ -283,6 +321,171 @@ def compare(
         rep.print_json(doc)
     else:
         rep.render_compare(rep.console(), doc)
+
+
+@app.command()
+@handled
+def pack(
+    paths: Annotated[list[Path], typer.Argument(help="Run directories, or released outputs (samples.jsonl folders).")],
+    out: Annotated[Path, typer.Option(help="The bundle to write (a .zip file).")],
+    with_models: Annotated[
+        bool, typer.Option(help="Also the runs' GGUF model files (large: hundreds of MB to GB, stored as they are).")
+    ] = False,
+    reference: Annotated[
+        str | None, typer.Option(help="Released outputs: the set whose sample 0 is the reference.")
+    ] = None,
+    prompts: Annotated[str | None, typer.Option(help="Released outputs: their prompt file.")] = None,
+    baseline: Annotated[str | None, typer.Option(help="Released greedy outputs: the reference's sampled ones.")] = None,
+    embeddings: Annotated[bool, typer.Option(help="Released outputs: analyse with the ONNX similarities too.")] = False,
+    registry: RegistryOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Bundle runs (and analyses of released outputs) with prompts, registry and checksums in one file."""
+    from . import report as rep
+    from .bundle import model_files_size, pack_bundle
+
+    if with_models:
+        size = model_files_size(paths)
+        amount = f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
+        rep.info(f"adding the runs' model files: {amount}, streamed into the bundle as they are")
+    result = pack_bundle(
+        paths,
+        out,
+        with_models=with_models,
+        reference=reference,
+        prompts=prompts,
+        baseline=baseline,
+        embeddings=embeddings,
+        registry=registry,
+    )
+    if json_out:
+        rep.print_json(result.to_json())
+    else:
+        rep.info(
+            f"wrote {result.path}: {result.files} files, {result.size / 1e6:.1f} MB "
+            f"({result.archive_size / 1e6:.1f} MB packed); runs: {', '.join(result.runs) or '–'}; "
+            f"released: {', '.join(result.released) or '–'}"
+        )
+        for note in result.notes:
+            rep.info(f"note: {note}")
+
+
+@app.command()
+@handled
+def replay(
+    bundle: Annotated[Path, typer.Argument(help="A bundle made by lite-align pack.")],
+    fmt: Annotated[str, typer.Option("--format", help="terminal, html, markdown or json.")] = "terminal",
+    out: Annotated[
+        str | None, typer.Option(help="File to write (html: default replay-<name>.html per run; '-': stdout).")
+    ] = None,
+    into: Annotated[str | None, typer.Option(help="Unpack here (new or empty folder) and keep the files.")] = None,
+    lexical_only: Annotated[bool, typer.Option(help="Recompute only the word-bag figures (no ONNX model).")] = False,
+    embedder: EmbedderOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check a bundle's checksums, recompute every figure with no generation model, and report.
+
+    Exits 1 when a recomputed figure differs from the bundled one, 2 when the bundle is damaged."""
+    from . import report as rep
+    from .bundle import replay_bundle
+
+    fmt = "json" if json_out else fmt
+    if fmt not in rep.REPORT_FORMATS:
+        raise ConfigError(f"--format: unknown format '{fmt}'; choose one of {', '.join(rep.REPORT_FORMATS)}")
+    if lexical_only and embedder:
+        raise ConfigError("--embedder and --lexical-only exclude each other; give one")
+
+    def show(r: Any) -> None:
+        doc = r.to_json()
+        if fmt == "json":
+            from .markdown_report import report_json
+
+            doc["reports"] = {i.name: report_json(i.manifest, i.results) for i in r.items}
+            text = rep.render_json_text(doc)
+            rep.write_output(out or "-", text)
+            return
+        if fmt == "terminal" and out in (None, "-"):
+            con = rep.console()
+            for i in r.items:
+                con.rule(f"[bold]{i.name}[/bold]")
+                rep.render_report(con, i.manifest, i.results, reference=i.teacher or "none")
+            rep.render_bundle_check(con, doc)
+            return
+        for i in r.items:
+            text = rep.render_document(fmt, i.manifest, i.results, sets=i.sets, prompts=i.prompts, teacher=i.teacher)
+            rep.write_output(_item_output(out, fmt, i.name, len(r.items)), text)
+        rep.render_bundle_check(rep.console(file=sys.stderr), doc)
+
+    result = replay_bundle(bundle, into=into, lexical_only=lexical_only, embedder=embedder, use=show)
+    if not result.reproduced:
+        first = next(m for i in result.items for m in i.check.mismatches)
+        n = sum(len(i.check.mismatches) for i in result.items)
+        from .report import error
+
+        error(f"{n} recomputed figure(s) differ from the bundle's results (first: {first['figure']})")
+        raise typer.Exit(1)
+
+
+def _item_output(out: str | None, fmt: str, name: str, n_items: int) -> str:
+    """Where one replayed item's report goes: stdout, ``out``, or ``out`` with the item's name."""
+    if out == "-" or (out is None and fmt != "html"):
+        return "-"
+    if out is None:
+        return f"replay-{name}.html"
+    if n_items == 1:
+        return out
+    p = Path(out)
+    return str(p.with_name(f"{p.stem}-{name}{p.suffix}"))
+
+
+embedders_app = typer.Typer(
+    help="Sentence embedders: list those in models.toml, export one to ONNX.", no_args_is_help=True
+)
+app.add_typer(embedders_app, name="embedders")
+
+
+@embedders_app.command("list")
+@handled
+def embedders_list(registry: RegistryOpt = None, json_out: JsonOpt = False) -> None:
+    """Every [embedders.NAME] entry: whether its files are here, size, sha256 prefix, source."""
+    from . import report as rep
+    from .embedders import embedder_rows
+
+    rows = embedder_rows(registry)
+    if json_out:
+        rep.print_json({"embedders": rows})
+    else:
+        rep.render_embedders(rep.console(), rows)
+
+
+@embedders_app.command("export")
+@handled
+def embedders_export(
+    name: Annotated[str, typer.Argument(help="Name of the new [embedders.NAME] entry.")],
+    source: Annotated[Path, typer.Option("--from", help="A sentence-transformers model saved in a local folder.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the ONNX file (default: the models dir's embedders/NAME).")
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Most word pieces per text (default: the model's max_seq_length).")
+    ] = None,
+    register: Annotated[bool, typer.Option(help="Write the entry into models.toml (else only print it).")] = False,
+    registry: RegistryOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export a local sentence-transformers model to ONNX for lite_align (needs lite_align[export])."""
+    from dataclasses import replace
+
+    from . import report as rep
+    from .embedders import export_embedder, register_embedder
+
+    result = export_embedder(name, source, out, max_length=max_length)
+    if register:
+        result = replace(result, registered=str(register_embedder(result.toml, name, registry)))
+    if json_out:
+        rep.print_json(result.to_json())
+    else:
+        rep.render_export(rep.console(), result.to_json())
 
 
 def main() -> None:

@@ -26,12 +26,12 @@ def _sets_by_path(paths: list[str]) -> dict[str, SampleSet]:
     return out
 
 
-def diversity_of_paths(paths: list[str], *, embeddings: bool = False) -> dict[str, Any]:
+def diversity_of_paths(paths: list[str], *, embeddings: bool = False, embedder: str | None = None) -> dict[str, Any]:
     from .analysis import diversity_table
 
     sets = _sets_by_path(paths)
-    embedder = _embedder() if embeddings else None
-    return diversity_table(sets, embedder, require_pairs=False)
+    encoder = _embedder(embedder) if embeddings else None
+    return diversity_table(sets, encoder, require_pairs=False)
 
 
 def _single(path: str, what: str) -> SampleSet:
@@ -43,18 +43,18 @@ def _single(path: str, what: str) -> SampleSet:
 
 
 def recover_paths(
-    reference: str, candidates: list[str], baseline: str | None, *, embeddings: bool = True
+    reference: str, candidates: list[str], baseline: str | None, *, embeddings: bool = True, embedder: str | None = None
 ) -> dict[str, Any]:
     from .analysis import recover_table
 
     ref = _single(reference, "--reference")
     base = _single(baseline, "--baseline") if baseline else None
     cands = _sets_by_path(candidates)
-    embedder = _embedder() if embeddings else None
+    encoder = _embedder(embedder) if embeddings else None
     if base is not None:
         # greedy comparisons: the reference's (greedy) sample 0 against the sampled baseline
-        return recover_table(ref, cands, embedder, baseline=base, greedy_reference=ref)
-    return recover_table(ref, cands, embedder)
+        return recover_table(ref, cands, encoder, baseline=base, greedy_reference=ref)
+    return recover_table(ref, cands, encoder)
 
 
 def stance_of_paths(paths: list[str], samples_per_prompt: int) -> dict[str, Any]:
@@ -83,7 +83,8 @@ def bench_model(model: str | None, registry_path: str | None) -> dict[str, Any]:
     return result
 
 
-def _embedder() -> Any:
+def _embedder(name: str | None = None) -> Any:
+    """The registry's embedder ``name`` (--embedder), else its default one."""
     from .errors import RegistryError
     from .registry import load_registry
     from .runner import load_embedder
@@ -91,5 +92,7 @@ def _embedder() -> Any:
     try:
         registry = load_registry()
     except RegistryError:  # analysing files outside a project: the packaged default encoder
+        if name:
+            raise
         registry = None
-    return load_embedder(registry)
+    return load_embedder(registry, name)

@@ -67,8 +67,10 @@ def load_report_input(
     prompts: str | None = None,
     baseline: str | None = None,
     embeddings: bool = False,
+    embedder: str | None = None,
 ) -> ReportInput:
-    """A run directory, or released outputs; anything else is refused with a one-line message."""
+    """A run directory, or released outputs; anything else is refused with a one-line message.
+    ``embedder`` names the registry's sentence embedder for fresh analyses (default: its default)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise RunDirError(f"{p}: no such file or directory; give a run directory or a samples file")
@@ -77,18 +79,24 @@ def load_report_input(
             raise ConfigError(
                 "--reference, --prompts and --baseline are for released outputs; a run directory records them"
             )
-        return read_run(p, embeddings=embeddings)
+        return read_run(p, embeddings=embeddings, embedder=embedder)
     if p.is_file() or (p / PAPER_SAMPLES).is_file() or _released_dirs(p):
-        return read_released(p, reference=reference, prompts=prompts, baseline=baseline, embeddings=embeddings)
+        return read_released(
+            p, reference=reference, prompts=prompts, baseline=baseline, embeddings=embeddings, embedder=embedder
+        )
     raise RunDirError(
         f"{p} is neither a lite_align run directory (manifest.json) nor released outputs "
         f"({PAPER_SAMPLES}, or folders holding one); point at one of those"
     )
 
 
-def _embedder(embeddings: bool) -> Any:
+def _embedder(embeddings: bool, name: str | None = None) -> Any:
     if not embeddings:
         return None
+    if name:
+        from .commands import _embedder as registry_embedder
+
+        return registry_embedder(name)
     from .runner import load_embedder
 
     return load_embedder()
@@ -100,7 +108,7 @@ def _ordered(sets: list[SampleSet]) -> dict[str, SampleSet]:
     return {s.label: s for s in ordered}
 
 
-def read_run(path: str | Path, *, embeddings: bool = False) -> ReportInput:
+def read_run(path: str | Path, *, embeddings: bool = False, embedder: str | None = None) -> ReportInput:
     """A run directory's manifest, samples, prompt texts and results (recomputed when absent)."""
     from .readers import read_samples
     from .store import read_manifest, read_results
@@ -114,7 +122,7 @@ def read_run(path: str | Path, *, embeddings: bool = False) -> ReportInput:
     if results is None:
         from .analysis import analyse
 
-        results = analyse(sets, embedder=_embedder(embeddings), prompts=prompts)
+        results = analyse(sets, embedder=_embedder(embeddings, embedder), prompts=prompts)
     results = {k: v for k, v in results.items() if k != "format"}
     return ReportInput(str(run_dir), manifest, results, sets, prompts, source, TEACHER)
 
@@ -152,6 +160,7 @@ def read_released(
     prompts: str | None = None,
     baseline: str | None = None,
     embeddings: bool = False,
+    embedder: str | None = None,
 ) -> ReportInput:
     """The paper's released outputs at ``path``, analysed as a run would be: within-prompt
     diversity of every set and, given ``reference`` (a set's name), recoverability against it.
@@ -169,8 +178,8 @@ def read_released(
     if reference is not None and reference not in sets:
         raise ConfigError(f"--reference: no set named '{reference}' in {p}; choose one of {', '.join(sets)}")
     texts, prompts_source = _released_prompts(p, prompts, list(sets.values()))
-    embedder = _embedder(embeddings)
-    results: dict[str, Any] = {"diversity": diversity_table(sets, embedder, require_pairs=False)}
+    encoder = _embedder(embeddings, embedder)
+    results: dict[str, Any] = {"diversity": diversity_table(sets, encoder, require_pairs=False)}
     note = ""
     if reference is not None and len(sets) > 1:
         ref = sets[reference]
@@ -180,11 +189,11 @@ def read_released(
             if len(found_base) != 1:
                 raise ConfigError(f"--baseline {baseline} holds {len(found_base)} sample sets; give one samples file")
             base = found_base[0]
-            results["recover"] = recover_table(ref, candidates, embedder, baseline=base, greedy_reference=ref)
+            results["recover"] = recover_table(ref, candidates, encoder, baseline=base, greedy_reference=ref)
         elif max_samples(ref) < 2:
             note = f"{reference} has one sample per prompt: give --baseline (its sampled outputs) for recoverability"
         else:
-            results["recover"] = recover_table(ref, candidates, embedder)
+            results["recover"] = recover_table(ref, candidates, encoder)
     manifest: dict[str, Any] = {
         "kind": "released",
         "source": str(p),

@@ -45,6 +45,11 @@ def print_json(doc: Any) -> None:
     sys.stdout.flush()
 
 
+def render_json_text(doc: Any) -> str:
+    """A JSON document as text (NaN and infinities as null), for ``write_output``."""
+    return json.dumps(_clean_json(doc), indent=2, ensure_ascii=False) + "\n"
+
+
 def _clean_json(x: Any) -> Any:
     if isinstance(x, float):
         return None if math.isnan(x) or math.isinf(x) else x
@@ -457,6 +462,151 @@ def render_bench(con: Console, result: Mapping[str, Any]) -> None:
     con.print(t)
     for line in result.get("notes", []):
         con.print(Text(line, style="dim"))
+
+
+# --- plan, embedders, bundles -------------------------------------------------------------------
+
+
+def _duration(seconds: Any) -> str:
+    """Seconds as a person reads them.
+
+    >>> _duration(42.0), _duration(125.0), _duration(7260.0)
+    ('42 s', '2 min 5 s', '2 h 1 min')
+    """
+    if not isinstance(seconds, (int, float)) or math.isnan(seconds):
+        return "–"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {(s % 3600) // 60} min"
+
+
+def _count(x: Any) -> str:
+    """A count in few characters.
+
+    >>> _count(950), _count(12_345), _count(3_400_000)
+    ('950', '12.3k', '3.4M')
+    """
+    if not isinstance(x, (int, float)):
+        return "–"
+    if x >= 1e6:
+        return f"{x / 1e6:.1f}M"
+    if x >= 1e4:
+        return f"{x / 1e3:.1f}k"
+    return f"{x:,.0f}"
+
+
+def render_plan(con: Console, plan: Mapping[str, Any]) -> None:
+    """The plan of a run (``plan.RunPlan.to_json()``): the work left per model and its time here."""
+    done, pending = plan.get("done_samples", 0), plan.get("pending_samples", 0)
+    head = f"{pending} samples to generate"
+    if plan.get("resumed"):
+        head += f" · resuming: {done} already in {escape(str(plan.get('run_dir', '')))}"
+    elif plan.get("run_dir"):
+        head += f" · into {escape(str(plan.get('run_dir')))}"
+    t = Table(title="Plan", caption=head, box=box.SIMPLE_HEAVY)
+    for col in ("model", "phases", "samples", "prompt tokens", "≤ new tokens", "tok/s here", "≤ time"):
+        t.add_column(col, justify="left" if col in ("model", "phases") else "right", overflow="fold")
+    for m in plan.get("models", []):
+        cal = m.get("calibration")
+        speed = "–"
+        if cal:
+            speed = f"read {_count(cal['prompt_tps'])}, write {_count(cal['decode_tps'])}"
+            speed += " (cached)" if m.get("calibration_cached") else ""
+        est = m.get("estimated_prompt_tokens") or 0
+        tokens = _count(m.get("prompt_tokens", 0)) + (f" (~{_count(est)} est.)" if est else "")
+        t.add_row(
+            escape(str(m.get("name"))),
+            ", ".join(m.get("phases") or []),
+            f"{m.get('samples', 0):,}",
+            tokens,
+            _count(m.get("max_new_tokens", 0)),
+            speed,
+            _duration(m.get("seconds")),
+        )
+    con.print(t)
+    total = plan.get("seconds")
+    if pending == 0:
+        con.print(Text("Nothing left to generate: the run will only analyse its samples.", style="bold"))
+    elif total is not None:
+        con.print(
+            Text(
+                f"Estimated time: at most about {_duration(total)} (every answer counted at its token budget; "
+                "answers that stop early take less).",
+                style="bold",
+            )
+        )
+    for m in plan.get("models", []):
+        work = ", ".join(f"{c} {n}" for c, n in (m.get("by_condition") or {}).items())
+        con.print(Text(f"{m.get('name')}: {work}", style="dim"))
+    for note in plan.get("notes", []):
+        con.print(Text(note, style="dim"))
+
+
+def render_embedders(con: Console, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``lite-align embedders list``."""
+    t = Table(title="embedders (models.toml)", box=box.SIMPLE_HEAVY)
+    for col in ("name", "present", "size", "sha256", "source"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        present = "[green]yes[/green]" if r.get("present") else "[red]no[/red]"
+        sha = (r.get("sha256") or "")[:12]
+        if r.get("sha256_ok") is False:
+            sha += " [red](≠ models.toml)[/red]"
+        size = f"{r['size'] / 1e6:.0f} MB" if r.get("size") else ""
+        name = escape(str(r["name"])) + (" [dim](default)[/dim]" if r.get("default") else "")
+        t.add_row(name, present, size, sha, escape(str(r.get("source", ""))))
+    con.print(t)
+    for r in rows:
+        if r.get("problem"):
+            con.print(Text(f"{r['name']}: {r['problem']}", style="dim"))
+
+
+def render_export(con: Console, result: Mapping[str, Any]) -> None:
+    """``lite-align embedders export``: what was written, the check, and the TOML entry."""
+    con.print(
+        Panel(
+            f"[bold]{escape(str(result['name']))}[/bold] from {escape(str(result['source']))}\n"
+            f"{escape(str(result['onnx_path']))} ({result['size'] / 1e6:.0f} MB, sha256 {result['sha256'][:12]})\n"
+            f"{result['dim']}-d vectors, {result['pooling']} pooling, at most {result['max_length']} word pieces, "
+            f"inputs {', '.join(result['inputs'])}, opset {result['opset']}\n"
+            f"check: cosine with sentence-transformers ≥ {result['min_cosine']:.5f} · {result['seconds']:.1f} s",
+            title="[bold]exported embedder[/bold]",
+            expand=False,
+        )
+    )
+    if result.get("registered"):
+        con.print(Text(f"added to {result['registered']}:", style="bold"))
+    else:
+        con.print(Text("add this to models.toml (or rerun with --register):", style="bold"))
+    con.print(Text(result["toml"].rstrip("\n")))
+
+
+def render_bundle_check(con: Console, doc: Mapping[str, Any]) -> None:
+    """``lite-align replay``: the bundle's checks, then whether every figure was reproduced."""
+    lines = [
+        f"[bold]bundle[/bold] {escape(str(doc.get('bundle', '')))} · {doc.get('files', 0)} files, "
+        f"every sha256 checked · made {escape(str(doc.get('created', '')))} by lite_align "
+        f"{escape(str(doc.get('lite_align_version', '')))}",
+        f"[bold]unpacked[/bold] to {escape(str(doc.get('unpacked', '')))}",
+    ]
+    for item in doc.get("items", []):
+        check = item.get("check", {})
+        ok = check.get("mismatches") == []
+        mark = "[green]reproduced[/green]" if ok else "[red]differs[/red]"
+        lines.append(
+            f"{escape(str(item['name']))}: {mark} — {check.get('compared', 0)} figures compared"
+            + (f", {check.get('not_recomputed', 0)} not recomputed" if check.get("not_recomputed") else "")
+        )
+        for m in (check.get("mismatches") or [])[:5]:
+            lines.append(
+                f"  [red]{escape(str(m['figure']))}[/red]: bundled {m['bundled']!r}, recomputed {m['recomputed']!r}"
+            )
+        for note in item.get("notes", []):
+            lines.append(f"  [dim]{escape(str(note))}[/dim]")
+    con.print(Panel("\n".join(lines), title="[bold]replay[/bold]", expand=False))
 
 
 def error(message: str) -> None:

@@ -10,6 +10,7 @@ import json
 import platform
 import resource
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Any
 
 from . import __version__
 from .conditions import PRESETS, TEACHER, parse_conditions
-from .errors import ConfigError
+from .data import Sample
+from .errors import ConfigError, RunDirError
 from .prompts import load_prompt_set, load_prompt_texts
 from .readers import read_samples
 from .registry import Registry, load_registry, resolve_model_arg
@@ -44,6 +46,7 @@ class RunOptions:
     threads: int = 1
     gpu_layers: int = 0
     registry: str | None = None
+    embedder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,12 @@ def prepare(opts: RunOptions) -> PreparedRun:
         "k": k,
         "summary_max_tokens": preset.summary_max_tokens,
     }
+    if opts.embedder and opts.embedder != registry.default_embedder:
+        if opts.embedder not in registry.embedders:
+            known = ", ".join(sorted(registry.embedders)) or "none"
+            raise ConfigError(f"--embedder: unknown embedder '{opts.embedder}' (models.toml [embedders]: {known})")
+        # the embedder picks the icl-knn neighbours, so a run made with another one is another run
+        identity["embedder"] = opts.embedder
     if opts.out:
         out_dir = Path(opts.out).expanduser()
     else:  # deterministic: rerunning the same command resumes the same run
@@ -211,14 +220,15 @@ def peak_rss_mb() -> float:
 
 
 def open_llama(opts: RunOptions) -> Any:
-    def opener(ref: ModelRef) -> Any:
+    def opener(ref: ModelRef, n_ctx: int | None = None) -> Any:
+        """``n_ctx``: the context one sequence needs (prompt + answer); KV memory grows with it."""
         if ref.backend != "llama.cpp":
             from .backends import open_backend
 
             return open_backend(ref)
         from .engine import LlamaCppGenerator
 
-        return LlamaCppGenerator(ref.path, n_threads=opts.threads, n_gpu_layers=opts.gpu_layers)
+        return LlamaCppGenerator(ref.path, n_ctx=n_ctx, n_threads=opts.threads, n_gpu_layers=opts.gpu_layers)
 
     return opener
 
@@ -247,12 +257,16 @@ def embedder_spec(registry: Registry | None = None, name: str | None = None) -> 
     for label, value in (("onnx_path", entry.onnx_path), ("tokenizer_path", entry.tokenizer_path)):
         if not value or not Path(value).expanduser().is_file():
             raise ConfigError(f"embedder '{entry.name}': {label} {value!r} is not a file; fix models.toml")
+    from .embedders import exported_settings
+
+    onnx_path = Path(entry.onnx_path).expanduser()
     return EmbedderSpec(
         entry.name,
-        Path(entry.onnx_path).expanduser(),
+        onnx_path,
         Path(entry.tokenizer_path).expanduser(),
         max_length=entry.max_length,
         sha256=entry.sha256 or None,
+        **exported_settings(onnx_path),  # dim and pooling of a model `lite-align embedders export` wrote
     )
 
 
@@ -269,7 +283,7 @@ def execute(
     t0 = time.perf_counter()
     plan = prep.plan
     if embedder is None:
-        embedder = load_embedder(prep.registry)
+        embedder = load_embedder(prep.registry, prep.options.embedder)
     with RunStore(prep.out_dir, prep.identity) as store:
         store.update_manifest(
             lite_align_version=__version__,
@@ -285,6 +299,7 @@ def execute(
             },
             prompt_texts_version=plan.texts.version,
             options=_recordable(prep.options),
+            embedder={"name": getattr(embedder, "name", None), "model_id": getattr(embedder, "model_id", None)},
             packages=package_versions(),
             status="running",
         )
@@ -324,6 +339,138 @@ def execute(
         return dict(store.manifest), results
 
 
+class _StoreView(RunStore):
+    """A run directory read as the study would resume it, without creating or repairing anything
+    (the plan runs before the store is opened, and --dry-run writes nothing). A torn last line
+    (a killed run) is left out, as opening the store would cut it off."""
+
+    def __init__(self, run_dir: str | Path, identity: Mapping[str, Any]) -> None:
+        from .store import MANIFEST, _settings_diff, read_manifest
+
+        self.dir = Path(run_dir).expanduser()
+        self.identity = dict(identity)
+        self._handles = {}
+        self.repaired = {}
+        self.resumed = (self.dir / MANIFEST).exists()
+        self.manifest = read_manifest(self.dir) if self.resumed else {"identity": self.identity}
+        diff = _settings_diff(self.manifest.get("identity", {}), self.identity)
+        if diff is not None:
+            raise RunDirError(
+                f"{self.dir} holds a run with different settings ({diff}); use another --out or the same settings"
+            )
+
+    def load(self, path: Path) -> list[Sample]:
+        try:
+            lines = path.read_text(encoding="utf-8").split("\n")
+        except OSError:  # nothing there yet, or no directory: opening the store reports the latter
+            return []
+        out = []
+        last = len(lines) - 1 if lines[-1] else len(lines) - 2
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                out.append(Sample(**json.loads(line)))
+            except (ValueError, TypeError):
+                if i == last:  # a torn append that opening the store will cut off
+                    break
+                raise RunDirError(
+                    f"{path}:{i + 1}: malformed sample line; move the run aside and start again"
+                ) from None
+        return out
+
+    def append(self, path: Path, sample: Sample) -> None:
+        raise RunDirError("internal error: the plan's view of a run directory is read-only")
+
+    def finished(self) -> int:
+        """Samples already in the run directory (answers, summaries and static answers)."""
+        return sum(len(self.load(f)) for sub in ("samples", "aux") for f in sorted((self.dir / sub).glob("*.jsonl")))
+
+
+PLAN_CONTEXT = 512  # the plan renders, tokenizes and calibrates: a short context keeps KV memory small
+
+
+class _OneModel:
+    """Opens models one at a time (the plan's renderer and tokenizer), timing each opening."""
+
+    def __init__(self, opener: Any) -> None:
+        self.opener = opener
+        self.ref: ModelRef | None = None
+        self.gen: Any = None
+        self.load_s = 0.0
+
+    def get(self, ref: ModelRef) -> Any:
+        if self.ref is None or self.ref.path != ref.path:
+            self.close()
+            t0 = time.perf_counter()
+            self.gen = self.opener(ref, n_ctx=PLAN_CONTEXT)
+            self.load_s = time.perf_counter() - t0
+            self.ref = ref
+        return self.gen
+
+    def close(self) -> None:
+        if self.gen is not None:
+            self.gen.close()
+        self.ref, self.gen = None, None
+
+
+def plan_run(
+    prep: PreparedRun,
+    *,
+    open_generator: Any = None,
+    embedder: Any = None,
+    calibration_cache: Any = None,
+) -> Any:
+    """The work this run still has to do, and an estimate of its time here (lite_align.plan).
+
+    Each model with work left is opened once (twice for a teacher that also summarises after
+    another summariser), renders and tokenizes its prompts, and is calibrated unless the cache
+    holds its calibration. Nothing is generated and nothing is written to the run directory."""
+    from .plan import CalibrationCache, build_plan, calibrate, calibration_key
+
+    view = _StoreView(prep.out_dir, prep.identity)
+    cache = calibration_cache or CalibrationCache()
+    if embedder is None and any(c.startswith("icl-knn") for c in prep.plan.settings.conditions):
+        embedder = load_embedder(prep.registry, prep.options.embedder)
+    session = _OneModel(open_generator or open_llama(prep.options))
+    embed = (lambda texts: embedder.embed(texts)) if embedder is not None else None
+    study = Study(prep.plan, view, session.get, embed_prompts=embed)
+    sha_of = {rec.get("path"): rec.get("sha256") for rec in prep.models.values()}
+    try:
+        work = study.pending(lambda ref, messages: session.get(ref).render_chat(messages))
+        refs = list({w.model.path: w.model for w in work}.values())
+        open_path = session.ref.path if session.ref is not None else None
+        refs.sort(key=lambda r: r.path != open_path)  # the model still open first
+        counts: dict[str, Any] = {}
+        calibrations: dict[str, Any] = {}
+        for ref in refs:
+            gen = session.get(ref)
+            texts = {t for w in work if w.model.path == ref.path for t in (w.prompt, w.prefix) if t}
+            counts[ref.path] = {t: len(gen.tokenize(t)) for t in texts}.__getitem__
+            sha = sha_of.get(ref.path)
+            if ref.backend != "llama.cpp" or not sha:
+                calibrations[ref.path] = (None, False)
+                continue
+            key = calibration_key(sha, prep.options.threads, prep.options.gpu_layers)
+            cal = cache.get(key)
+            if cal is None:
+                cal = calibrate(gen, load_s=session.load_s)
+                cache.put(key, cal)
+                calibrations[ref.path] = (cal, False)
+            else:
+                calibrations[ref.path] = (cal, True)
+    finally:
+        session.close()
+    return build_plan(
+        work,
+        counts,
+        calibrations,
+        run_dir=str(prep.out_dir),
+        resumed=view.resumed,
+        done_samples=view.finished(),
+    )
+
+
 def _recordable(opts: RunOptions) -> dict[str, Any]:
     """The options as recorded in the manifest: file arguments made absolute, so a rerun from
     another directory finds them."""
@@ -347,4 +494,4 @@ def with_overrides(opts: RunOptions, **kw: Any) -> RunOptions:
     return replace(opts, **kw)
 
 
-__all__ = ["RunOptions", "prepare", "execute", "TEACHER"]
+__all__ = ["RunOptions", "prepare", "execute", "plan_run", "TEACHER"]

@@ -98,7 +98,77 @@ def derive_seed(run_seed: int, *parts: object) -> int:
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") & 0x7FFFFFFF
 
 
-OpenGenerator = Callable[[ModelRef], Generator]
+OpenGenerator = Callable[..., Generator]  # (ModelRef, *, n_ctx: int | None) -> Generator
+
+# Characters a chat template adds around one user message (role markers, special tokens).
+CHAT_TEMPLATE_CHARS = 200
+
+
+def context_for(prompt_chars: int, max_tokens: int) -> int:
+    """The context one sequence needs: its longest prompt and its answer budget, estimated from
+    characters (English runs ~4 characters a token; 3 leaves room), rounded up to 256 cells.
+    KV memory grows with it, so a quick run does not reserve the paper's 4k-token windows; a
+    prompt the estimate undersizes is fitted by ``Study._fits`` (examples dropped, recorded)."""
+    need = prompt_chars // 3 + max_tokens + 16
+    return max(256, -(-need // 256) * 256)
+
+
+@dataclass(frozen=True)
+class PendingWork:
+    """One request the study would send: a rendered prompt and the samples it still needs.
+
+    ``prefix`` is the part of ``prompt`` shared by every prompt of its condition (read once);
+    ``estimated_tokens`` is a guess of the tokens the prompt will gain from answers and summaries
+    that are not generated yet (see :meth:`Study.pending`)."""
+
+    phase: str  # "teacher", "summary" or "base"
+    model: ModelRef
+    condition: str
+    prompt_id: int
+    samples: int
+    prompt: str
+    max_tokens: int
+    prefix: str = ""
+    estimated_tokens: int = 0
+
+    @classmethod
+    def of(cls, phase: str, model: ModelRef, request: Any, estimated_tokens: int = 0) -> PendingWork:
+        _, pid, _, condition, _ = request.key
+        return cls(
+            phase,
+            model,
+            condition,
+            pid,
+            len(request.seeds),
+            request.prompt,
+            request.params.max_tokens,
+            request.prefix,
+            estimated_tokens,
+        )
+
+
+class _LazyRendered(Mapping[int, str]):
+    """``{key: render(source[key])}``, each value rendered on first access."""
+
+    def __init__(self, source: Mapping[int, Any], render: Callable[[Any], str]) -> None:
+        self._source = source
+        self._render = render
+        self._done: dict[int, str] = {}
+
+    def __getitem__(self, key: int) -> str:
+        if key not in self._done:
+            self._done[key] = self._render(self._source[key])
+        return self._done[key]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._source)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+
+def _rendered(source: Mapping[int, Any], render: Callable[[Any], str], lazy: bool) -> Mapping[int, str]:
+    return _LazyRendered(source, render) if lazy else {k: render(v) for k, v in source.items()}
 
 
 def _params(temperature: float, settings: StudySettings, max_tokens: int, stop: tuple[str, ...]) -> Any:
@@ -215,55 +285,20 @@ class Study:
 
     def _teacher_phase(self, conds: Sequence[str]) -> None:
         plan, s = self.plan, self.s
-        prompts = {p.id: p.text for p in plan.prompt_set.prompts}
-        needs_static = any(sampled_twin(c) in ("icl-static", "icl-summary") for c in conds)
         needs_summary = any(sampled_twin(c) == "icl-summary" for c in conds)
         chat_name = plan.chat.name
-        gen = self.open_generator(plan.chat)
+        n_ctx = context_for(self._longest_query() + CHAT_TEMPLATE_CHARS, s.max_tokens)
+        if needs_summary and plan.summarizer.path == plan.chat.path:  # the teacher summarises too
+            n_ctx = max(n_ctx, self._summary_context())
+        gen = self.open_generator(plan.chat, n_ctx=n_ctx)
         try:
 
             def chat_prompt(text: str) -> str:
                 return gen.render_chat([{"role": "user", "content": text}])
 
-            rendered = {pid: chat_prompt(t) for pid, t in prompts.items()}
-            fits = self._fits(gen, s.max_tokens)
-            reqs = self._requests_for(
-                self.store.samples_path(TEACHER),
-                TEACHER,
-                chat_name,
-                rendered,
-                s.samples,
-                s.temperature,
-                s.max_tokens,
-                (),
-                fits=fits,
-            )
-            if TEACHER + GREEDY_SUFFIX in conds:
-                reqs += self._requests_for(
-                    self.store.samples_path(TEACHER + GREEDY_SUFFIX),
-                    TEACHER + GREEDY_SUFFIX,
-                    chat_name,
-                    rendered,
-                    1,
-                    0.0,
-                    s.max_tokens,
-                    (),
-                    fits=fits,
-                )
-            if needs_static:
-                statics = {k: chat_prompt(q) for k, q in enumerate(plan.texts.static_queries)}
-                reqs += self._requests_for(
-                    self.store.aux_path("teacher-static"),
-                    "teacher-static",
-                    chat_name,
-                    statics,
-                    1,
-                    s.temperature,
-                    s.max_tokens,
-                    (),
-                    seed_tag="static",
-                    fits=fits,
-                )
+            queries = [*plan.prompt_set.texts(), *plan.texts.static_queries]
+            gen = self._sized(plan.chat, gen, [chat_prompt(q) for q in queries], s.max_tokens)
+            reqs = self._teacher_requests(conds, chat_prompt, self._fits(gen, s.max_tokens))
             self._run(gen, Path(), TEACHER, chat_name, reqs, f"teacher {chat_name}")
             self.engine_timings[f"teacher:{chat_name}"] = dict(gen.timings)
         finally:
@@ -272,47 +307,130 @@ class Study:
         if needs_summary:
             self._summary_phase(gen if plan.summarizer.path == plan.chat.path else None)
 
+    def _teacher_requests(
+        self,
+        conds: Sequence[str],
+        chat_prompt: Callable[[str], str],
+        fits: Callable[[str], bool] | None,
+        *,
+        lazy: bool = False,
+    ) -> list[Any]:
+        """The teacher's missing samples (sampled, greedy) and static answers, as requests.
+        ``lazy``: render a prompt only when a request needs it (the plan of a resumed run)."""
+        plan, s = self.plan, self.s
+        prompts = {p.id: p.text for p in plan.prompt_set.prompts}
+        needs_static = any(sampled_twin(c) in ("icl-static", "icl-summary") for c in conds)
+        chat_name = plan.chat.name
+        rendered = _rendered(prompts, chat_prompt, lazy)
+        reqs = self._requests_for(
+            self.store.samples_path(TEACHER),
+            TEACHER,
+            chat_name,
+            rendered,
+            s.samples,
+            s.temperature,
+            s.max_tokens,
+            (),
+            fits=fits,
+        )
+        if TEACHER + GREEDY_SUFFIX in conds:
+            reqs += self._requests_for(
+                self.store.samples_path(TEACHER + GREEDY_SUFFIX),
+                TEACHER + GREEDY_SUFFIX,
+                chat_name,
+                rendered,
+                1,
+                0.0,
+                s.max_tokens,
+                (),
+                fits=fits,
+            )
+        if needs_static:
+            statics = _rendered(dict(enumerate(plan.texts.static_queries)), chat_prompt, lazy)
+            reqs += self._requests_for(
+                self.store.aux_path("teacher-static"),
+                "teacher-static",
+                chat_name,
+                statics,
+                1,
+                s.temperature,
+                s.max_tokens,
+                (),
+                seed_tag="static",
+                fits=fits,
+            )
+        return reqs
+
+    def _longest_query(self) -> int:
+        return max(len(t) for t in [*self.plan.prompt_set.texts(), *self.plan.texts.static_queries])
+
+    def _summary_context(self) -> int:
+        """A summary request holds the query, a teacher answer (at most max_tokens tokens, ~4.5
+        characters each) and the summariser's instruction."""
+        chars = self._longest_query() + int(self.s.max_tokens * 4.5) + len(self.plan.texts.summarize)
+        return context_for(chars + CHAT_TEMPLATE_CHARS, self.s.summary_max_tokens)
+
     def _summary_phase(self, teacher_gen: Generator | None) -> None:
         plan, s = self.plan, self.s
-        gen = teacher_gen or self.open_generator(plan.summarizer)
+        gen = teacher_gen or self.open_generator(plan.summarizer, n_ctx=self._summary_context())
         try:
-            teacher0 = self.teacher_answers()
-            statics = self.static_answers()
             tmpl = plan.texts.summarize
 
             def req_text(query: str, answer: str) -> str:
                 return gen.render_chat([{"role": "user", "content": fmt.summarize_request(tmpl, query, answer)}])
 
-            prompts = {p.id: p.text for p in plan.prompt_set.prompts}
-            todo = {pid: req_text(prompts[pid], a) for pid, a in teacher0.items()}
-            static_todo = {k: req_text(plan.texts.static_queries[k], a) for k, a in statics.items()}
+            teacher0, statics = self.teacher_answers(), self.static_answers()
+            queries = {**{p.id: p.text for p in plan.prompt_set.prompts}}
+            texts = [req_text(queries[pid], a) for pid, a in teacher0.items()]
+            texts += [req_text(plan.texts.static_queries[k], a) for k, a in statics.items()]
+            gen = self._sized(plan.summarizer, gen, texts, s.summary_max_tokens)
             fits = self._fits(gen, s.summary_max_tokens)
-            reqs = self._requests_for(
-                self.store.aux_path("summary"),
-                "summary",
-                plan.summarizer.name,
-                todo,
-                1,
-                0.0,
-                s.summary_max_tokens,
-                (),
-                fits=fits,
-            )
-            reqs += self._requests_for(
-                self.store.aux_path("summary-static"),
-                "summary-static",
-                plan.summarizer.name,
-                static_todo,
-                1,
-                0.0,
-                s.summary_max_tokens,
-                (),
-                fits=fits,
-            )
+            reqs = self._summary_requests(req_text, fits, teacher0, statics)
             self._run(gen, Path(), "summary", plan.summarizer.name, reqs, f"summaries {plan.summarizer.name}")
             self.engine_timings[f"summarizer:{plan.summarizer.name}"] = dict(gen.timings)
         finally:
             gen.close()
+
+    def _summary_requests(
+        self,
+        req_text: Callable[[str, str], str],
+        fits: Callable[[str], bool] | None,
+        teacher0: Mapping[int, str],
+        statics: Mapping[int, str],
+        *,
+        lazy: bool = False,
+    ) -> list[Any]:
+        """The missing summaries of the teacher's answers ``teacher0`` (per prompt) and ``statics``
+        (per static example query), as requests."""
+        plan, s = self.plan, self.s
+        prompts = {p.id: p.text for p in plan.prompt_set.prompts}
+        todo = _rendered({pid: (prompts[pid], a) for pid, a in teacher0.items()}, lambda qa: req_text(*qa), lazy)
+        static_todo = _rendered(
+            {k: (plan.texts.static_queries[k], a) for k, a in statics.items()}, lambda qa: req_text(*qa), lazy
+        )
+        reqs = self._requests_for(
+            self.store.aux_path("summary"),
+            "summary",
+            plan.summarizer.name,
+            todo,
+            1,
+            0.0,
+            s.summary_max_tokens,
+            (),
+            fits=fits,
+        )
+        reqs += self._requests_for(
+            self.store.aux_path("summary-static"),
+            "summary-static",
+            plan.summarizer.name,
+            static_todo,
+            1,
+            0.0,
+            s.summary_max_tokens,
+            (),
+            fits=fits,
+        )
+        return reqs
 
     # --- what the teacher produced ---------------------------------------------------------
     def teacher_answers(self) -> dict[int, str]:
@@ -397,6 +515,22 @@ class Study:
             out[pid] = text
         return out
 
+    def _sized(self, ref: ModelRef, gen: Generator, texts: Sequence[str], budget: int) -> Generator:
+        """``gen``, or ``gen`` reopened with a larger context when the character estimate was short
+        for the prompts' real token counts (a byte-level tokenizer, say), up to the model's
+        training context; prompts still too long are fitted or skipped by ``_fits``."""
+        limit = getattr(gen, "max_positions", None)
+        if not limit or not texts:
+            return gen
+        need = max(len(gen.tokenize(t)) for t in set(texts)) + budget
+        train = getattr(gen, "n_ctx_train", 0)
+        if train:
+            need = min(need, train)
+        if need <= limit:
+            return gen
+        gen.close()
+        return self.open_generator(ref, n_ctx=-(-need // 256) * 256)
+
     @staticmethod
     def _fits(gen: Generator, budget: int) -> Callable[[str], bool] | None:
         """A context check for ``gen``: prompt tokens + the answer budget within its context
@@ -412,30 +546,37 @@ class Study:
 
     def _base_phase(self, conds: Sequence[str]) -> None:
         plan, s = self.plan, self.s
-        gen = self.open_generator(plan.base)
+        full = [self.render_base(c, *inputs) for c in conds for inputs in self.base_inputs(c).values()]
+        gen = self.open_generator(plan.base, n_ctx=context_for(max(map(len, full)), s.max_tokens))
         try:
+            gen = self._sized(plan.base, gen, full, s.max_tokens)
             self._preflight(gen)
-            fits = self._fits(gen, s.max_tokens)
-            reqs: list[Any] = []
-            for cond in conds:
-                rendered = self.base_prompts(cond, fits)
-                prefix = fmt.shared_prefix(list(rendered.values())) if len(rendered) > 1 else ""
-                greedy = is_greedy(cond)
-                reqs += self._requests_for(
-                    self.store.samples_path(cond),
-                    cond,
-                    plan.base.name,
-                    rendered,
-                    1 if greedy else s.samples,
-                    0.0 if greedy else s.temperature,
-                    s.max_tokens,
-                    (fmt.FENCE,),
-                    prefix=prefix,
-                )
+            reqs = self._base_requests(conds, self._fits(gen, s.max_tokens))
             self._run(gen, Path(), "base", plan.base.name, reqs, f"base {plan.base.name}")
             self.engine_timings[f"base:{plan.base.name}"] = dict(gen.timings)
         finally:
             gen.close()
+
+    def _base_requests(self, conds: Sequence[str], fits: Callable[[str], bool] | None) -> list[Any]:
+        """Every base condition's missing samples, as requests (the shared prompt part as prefix)."""
+        plan, s = self.plan, self.s
+        reqs: list[Any] = []
+        for cond in conds:
+            rendered = self.base_prompts(cond, fits)
+            prefix = fmt.shared_prefix(list(rendered.values())) if len(rendered) > 1 else ""
+            greedy = is_greedy(cond)
+            reqs += self._requests_for(
+                self.store.samples_path(cond),
+                cond,
+                plan.base.name,
+                rendered,
+                1 if greedy else s.samples,
+                0.0 if greedy else s.temperature,
+                s.max_tokens,
+                (fmt.FENCE,),
+                prefix=prefix,
+            )
+        return reqs
 
     def _preflight(self, gen: Generator) -> None:
         """A few short samples at the run's temperature: identical samples mean a broken sampler
@@ -452,6 +593,61 @@ class Study:
                 f"sampling preflight: 4 samples at temperature {s.temperature} with different seeds gave the same "
                 f"text ({texts[0][:40]!r}); the sampler or seeding is broken, so a diversity comparison would be fake"
             )
+
+    # --- the work still to do, without generating (lite_align.plan) ------------------------
+    def pending(self, render_chat: Callable[[ModelRef, list[dict[str, str]]], str]) -> list[PendingWork]:
+        """Every request :meth:`run` would send now, in its order, without generating anything:
+        what is already in the store is left out (a resumed run lists only what is missing).
+
+        ``render_chat(model, messages)`` renders a chat prompt with that model's template; it is
+        called only for prompts still to generate. Prompts that embed answers not generated yet
+        (the teacher's answers and summaries inside in-context prompts, the answer a summary
+        request quotes) are rendered with those answers empty, and ``estimated_tokens`` holds a
+        guess of their length: ``max_tokens`` per answer, ``summary_max_tokens`` per summary.
+        No context check is made (nothing is skipped or shortened here)."""
+        plan, s = self.plan, self.s
+        conds = s.conditions
+        out: list[PendingWork] = []
+
+        def chat_prompt(text: str) -> str:
+            return render_chat(plan.chat, [{"role": "user", "content": text}])
+
+        for req in self._teacher_requests(conds, chat_prompt, None, lazy=True):
+            out.append(PendingWork.of("teacher", plan.chat, req))
+        if any(sampled_twin(c) == "icl-summary" for c in conds):
+            tmpl = plan.texts.summarize
+            teacher0, statics = self.teacher_answers(), self.static_answers()
+            all0 = {p.id: teacher0.get(p.id, "") for p in plan.prompt_set.prompts}
+            all_static = {k: statics.get(k, "") for k in range(len(plan.texts.static_queries))}
+
+            def req_text(query: str, answer: str) -> str:
+                return render_chat(
+                    plan.summarizer, [{"role": "user", "content": fmt.summarize_request(tmpl, query, answer)}]
+                )
+
+            for req in self._summary_requests(req_text, None, all0, all_static, lazy=True):
+                answers = all_static if req.key[3] == "summary-static" else all0
+                guess = 0 if answers.get(req.key[1]) else s.max_tokens
+                out.append(PendingWork.of("summary", plan.summarizer, req, guess))
+        base_conds = [c for c in conds if not is_teacher(c)]
+        if base_conds:
+            guesses = {cond: self._answer_guesses(cond) for cond in base_conds}
+            for req in self._base_requests(base_conds, None):
+                out.append(PendingWork.of("base", plan.base, req, guesses[req.key[3]].get(req.key[1], 0)))
+        return out
+
+    def _answer_guesses(self, condition: str) -> dict[int, int]:
+        """Per prompt id: estimated tokens of the answers and summaries its prompt will hold but
+        that are not generated yet (0 when everything is there)."""
+        s = self.s
+        out: dict[int, int] = {}
+        for pid, (examples, _, summary) in self.base_inputs(condition).items():
+            missing = sum(s.max_tokens for ex in examples if not ex.answer)
+            missing += sum(s.summary_max_tokens for ex in examples if ex.summary is not None and not ex.summary)
+            if summary is not None and not summary:
+                missing += s.summary_max_tokens
+            out[pid] = missing
+        return out
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -14,8 +14,9 @@ from lite_align.engine import GenerationRequest, GenerationResult
 class FakeGenerator:
     """Answers every request deterministically from (model name, prompt, seed); records calls."""
 
-    def __init__(self, name: str, log: list[tuple[str, Any]]) -> None:
+    def __init__(self, name: str, log: list[tuple[str, Any]], n_ctx: int | None = None) -> None:
         self.name = name
+        self.n_ctx = n_ctx
         self.log = log
         self.closed = False
 

@@ -80,7 +80,7 @@ def build_run(
         Study(
             StudyPlan(settings, pset, TEXTS, base, chat, chat),
             store,
-            lambda ref: FakeGenerator(ref.name, []),
+            lambda ref, n_ctx=None: FakeGenerator(ref.name, [], n_ctx),
             embed_prompts=FakeEmbedder().embed,
         ).run()
         store.update_manifest(

@@ -14,22 +14,38 @@ from lite_align.store import RunStore
 from lite_align.study import ModelRef, Study, StudyPlan, StudySettings, derive_seed
 
 TEXTS = PromptTexts(system="Be good.", static_queries=("SQ1?", "SQ2?", "SQ3?"), summarize="Sum {query} :: {answer}")
-PROMPTS = PromptSet("t", tuple(Prompt(i, q) for i, q in enumerate(["Cats?", "Dogs?", "Cars?", "Cats and dogs?"])),
-                    "mem", "x")
+PROMPTS = PromptSet(
+    "t", tuple(Prompt(i, q) for i, q in enumerate(["Cats?", "Dogs?", "Cars?", "Cats and dogs?"])), "mem", "x"
+)
 
 
 def make_plan(conditions: tuple[str, ...], samples: int = 3) -> StudyPlan:
-    s = StudySettings(preset="quick", samples=samples, max_tokens=8, temperature=0.5, repetition_penalty=1.1,
-                      seed=7, k=2, conditions=conditions)
-    return StudyPlan(s, PROMPTS, TEXTS, ModelRef("B", "base", "/b.gguf"), ModelRef("C", "chat", "/c.gguf"),
-                     ModelRef("C", "chat", "/c.gguf"))
+    s = StudySettings(
+        preset="quick",
+        samples=samples,
+        max_tokens=8,
+        temperature=0.5,
+        repetition_penalty=1.1,
+        seed=7,
+        k=2,
+        conditions=conditions,
+    )
+    return StudyPlan(
+        s,
+        PROMPTS,
+        TEXTS,
+        ModelRef("B", "base", "/b.gguf"),
+        ModelRef("C", "chat", "/c.gguf"),
+        ModelRef("C", "chat", "/c.gguf"),
+    )
 
 
 def run_study(tmp_path: Path, conditions: tuple[str, ...]) -> tuple[Study, list[tuple[str, Any]]]:
     log: list[tuple[str, Any]] = []
 
-    def opener(ref: ModelRef) -> FakeGenerator:
-        return FakeGenerator(ref.name, log)
+    def opener(ref: ModelRef, n_ctx: int | None = None) -> FakeGenerator:
+        assert n_ctx is not None and n_ctx % 256 == 0  # every model is opened with a sized context
+        return FakeGenerator(ref.name, log, n_ctx)
 
     store = RunStore(tmp_path / "run", {"x": 1})
     study = Study(make_plan(conditions), store, opener, embed_prompts=FakeEmbedder().embed)
@@ -98,9 +114,15 @@ def test_prompts_too_long_lose_examples_then_are_skipped(tmp_path: Path) -> None
     store = RunStore(tmp_path / "run", {"x": 1})
     plan = make_plan(parse_conditions("base,icl-random"))
     long_prompt = Prompt(4, "Why? " * 40)
-    plan = StudyPlan(plan.settings, PromptSet("t", (*PROMPTS.prompts, long_prompt), "mem", "y"), plan.texts,
-                     plan.base, plan.chat, plan.summarizer)
-    study = Study(plan, store, lambda ref: ShortContext(ref.name, log), embed_prompts=FakeEmbedder().embed)
+    plan = StudyPlan(
+        plan.settings,
+        PromptSet("t", (*PROMPTS.prompts, long_prompt), "mem", "y"),
+        plan.texts,
+        plan.base,
+        plan.chat,
+        plan.summarizer,
+    )
+    study = Study(plan, store, lambda ref, n_ctx=None: ShortContext(ref.name, log), embed_prompts=FakeEmbedder().embed)
     study.run()
     fits = Study._fits(ShortContext("B", []), 8)
     assert fits is not None
@@ -112,3 +134,10 @@ def test_prompts_too_long_lose_examples_then_are_skipped(tmp_path: Path) -> None
     skipped = {(x["condition"], x["prompt_id"]) for x in study.skipped}
     assert ("icl-random", 4) in skipped and ("base", 4) in skipped and ("chat", 4) in skipped
     assert {s.prompt_id for s in store.samples("icl-random")} == {0, 1, 2, 3}
+
+
+def test_context_estimate_covers_prompt_and_answer() -> None:
+    from lite_align.study import context_for
+
+    assert context_for(0, 10) == 256
+    assert context_for(3000, 700) == 1792  # 1000 + 700 + 16 rounded up to 256 cells
