@@ -222,6 +222,14 @@ PREFIX_FILE_VERSION = "lite_align-prefix-v1"
 _log_callback: Any = None  # keeps the ctypes callback alive
 _log_verbose = False
 _log_last_level = 0
+_interrupted = False  # a Ctrl-C that arrived inside the log callback, raised by _reraise_interrupt
+
+
+def _reraise_interrupt() -> None:
+    global _interrupted
+    if _interrupted:
+        _interrupted = False
+        raise KeyboardInterrupt
 _LOG_ERROR, _LOG_CONT = 4, 5  # ggml_log_level in this llama.cpp (NONE, DEBUG, INFO, WARN, ERROR, CONT)
 
 
@@ -241,11 +249,16 @@ def _install_log_callback(llama: Any, verbose: bool) -> None:
     if _log_callback is None:
 
         def _log(level: int, text: bytes, _user: Any) -> None:
-            global _log_last_level
-            if level != _LOG_CONT:
-                _log_last_level = level
-            if _log_verbose or _log_last_level == _LOG_ERROR:
-                sys.stderr.write(text.decode("utf-8", errors="replace"))
+            global _log_last_level, _interrupted
+            try:
+                if level != _LOG_CONT:
+                    _log_last_level = level
+                if _log_verbose or _log_last_level == _LOG_ERROR:
+                    sys.stderr.write(text.decode("utf-8", errors="replace"))
+            except KeyboardInterrupt:
+                # ctypes would print and swallow an exception raised in a C callback, losing the
+                # user's Ctrl-C: keep it, and raise it again once llama.cpp has returned.
+                _interrupted = True
 
         _log_callback = llama.llama_log_callback(_log)
         llama.llama_log_set(_log_callback, ctypes.c_void_p(0))
@@ -366,6 +379,9 @@ class LlamaCppGenerator:
         model_params = llama.llama_model_default_params()
         model_params.n_gpu_layers = n_gpu_layers
         model = llama.llama_model_load_from_file(str(self.model_path).encode(), model_params)
+        if model:
+            self._model = model
+        _reraise_interrupt()
         if not model:
             raise ModelFileError(
                 f"llama.cpp could not load {self.model_path}; check that its architecture "
@@ -410,6 +426,9 @@ class LlamaCppGenerator:
         )
         ctx_params.no_perf = True
         ctx = llama.llama_init_from_model(model, ctx_params)
+        if ctx:
+            self._ctx = ctx
+        _reraise_interrupt()
         if not ctx:
             self.close()
             raise GenerationError(
@@ -898,6 +917,7 @@ class LlamaCppGenerator:
                 )
             )
         ret = self._llama.llama_decode(self._ctx, self._batch)
+        _reraise_interrupt()
         if ret != 0:
             hint = "the KV cache is full: raise n_ctx or lower max_sequences" if ret == 1 else "see the log"
             raise GenerationError(f"llama_decode failed with code {ret} ({hint})")
