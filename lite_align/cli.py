@@ -86,6 +86,12 @@ def run(
         typer.Option(help="Rerun a run from its manifest.json (or run directory); other options ignored but --out."),
     ] = None,
     embedder: EmbedderOpt = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Also run the local judge (quality, coverage, stance) on base vs chat.")
+    ] = False,
+    judge: Annotated[
+        str | None, typer.Option(help="Judge model for --explain: registry name or .gguf (default: the chat model).")
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan (work left, time estimated here) and generate nothing.")
     ] = False,
@@ -116,6 +122,8 @@ def run(
         gpu_layers=gpu_layers,
         registry=registry,
         embedder=embedder,
+        explain=explain or judge is not None,
+        judge=judge,
     )
     if from_manifest:
         from .runner import check_models_match, options_from_manifest
@@ -242,6 +250,34 @@ def stance(
         report.print_json(table)
     else:
         report.render_stance(report.console(), table)
+
+
+@app.command(name="explain")
+@handled
+def explain_cmd(
+    base: Annotated[str, typer.Option(help="Base samples: a samples file or run directory (RUN#condition).")],
+    aligned: Annotated[str, typer.Option(help="Aligned samples: a samples file or run directory (RUN#condition).")],
+    judge: Annotated[str | None, typer.Option(help="A local GGUF chat model as judge: registry name or .gguf.")] = None,
+    prompts: Annotated[
+        str | None, typer.Option(help="Prompt texts (.txt/.jsonl), when the samples do not carry them.")
+    ] = None,
+    judge_prompts: Annotated[int | None, typer.Option(help="Judge only the first N prompts.")] = None,
+    registry: RegistryOpt = None,
+    embedder: EmbedderOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Explain the diversity drop: quality control, information aggregation and stance."""
+    from .commands import explain_paths
+
+    result = explain_paths(
+        base, aligned, judge=judge, prompts=prompts, registry=registry, embedder=embedder, judge_prompts=judge_prompts
+    )
+    from . import report
+
+    if json_out:
+        report.print_json(result)
+    else:
+        report.render_explain(report.console(), result)
 
 
 @app.command()

@@ -96,3 +96,67 @@ def _embedder(name: str | None = None) -> Any:
             raise
         registry = None
     return load_embedder(registry, name)
+
+
+def _pick(path: str, default_condition: str, what: str) -> SampleSet:
+    """``PATH`` or ``PATH#condition``: one sample set; a run directory defaults to ``default_condition``."""
+    from .readers import read_samples
+
+    base_path, _, condition = path.partition("#")
+    sets = {s.label: s for s in read_samples(base_path)}
+    if len(sets) == 1 and not condition:
+        return next(iter(sets.values()))
+    name = condition or default_condition
+    if name not in sets:
+        raise SamplesFileError(
+            f"{what} {path}: no condition '{name}' (it holds {', '.join(sets)}); write {base_path}#CONDITION"
+        )
+    return sets[name]
+
+
+def open_judge(model: str, registry_path: str | None = None, *, threads: int = 1) -> Any:
+    """A local GGUF chat model as the judge (registry name or .gguf path)."""
+    from .engine import LlamaCppGenerator
+    from .gguf_check import inspect_gguf, sha256_file
+    from .judge import Judge
+    from .registry import load_registry, resolve_model_arg
+
+    spec, path = resolve_model_arg(load_registry(registry_path), model, "chat")
+    inspect_gguf(path)
+    # a judge prompt holds at most two answers cut to ~500 tokens each: 3072 cells, 4 sequences at a
+    # time keep the KV cache of a small judge well under a gigabyte
+    gen = LlamaCppGenerator(path, n_ctx=JUDGE_CTX, n_threads=threads, max_sequences=4)
+    return Judge(gen, sha256_file(path), name=spec.name)
+
+
+JUDGE_CTX = 3072
+
+
+def explain_paths(
+    base: str,
+    aligned: str,
+    *,
+    judge: str | None = None,
+    prompts: str | None = None,
+    registry: str | None = None,
+    embedder: str | None = None,
+    judge_prompts: int | None = None,
+) -> dict[str, Any]:
+    from pathlib import Path
+
+    from .compare import released_prompts
+    from .explain import explain
+
+    b, a = _pick(base, "base", "--base"), _pick(aligned, "chat", "--aligned")
+    texts = {**a.prompts, **b.prompts}
+    if prompts or not texts:
+        found, _ = released_prompts(Path(base.partition("#")[0]), prompts, [b])
+        texts.update(found)
+    the_judge = open_judge(judge, registry) if judge else None
+    try:
+        return explain(
+            b, a, embedder=_embedder(embedder), judge=the_judge, prompts=texts or None, judge_prompts=judge_prompts
+        )
+    finally:
+        if the_judge is not None:
+            the_judge.generator.close()

@@ -177,7 +177,7 @@ def read_released(
     sets = {s.label: s for s in found}
     if reference is not None and reference not in sets:
         raise ConfigError(f"--reference: no set named '{reference}' in {p}; choose one of {', '.join(sets)}")
-    texts, prompts_source = _released_prompts(p, prompts, list(sets.values()))
+    texts, prompts_source = released_prompts(p, prompts, list(sets.values()))
     encoder = _embedder(embeddings, embedder)
     results: dict[str, Any] = {"diversity": diversity_table(sets, encoder, require_pairs=False)}
     note = ""
@@ -223,7 +223,7 @@ def _set_brief(ss: SampleSet, samples: int) -> dict[str, Any]:
     }
 
 
-def _released_prompts(path: Path, given: str | None, sets: list[SampleSet]) -> tuple[dict[int, str], str]:
+def released_prompts(path: Path, given: str | None, sets: list[SampleSet]) -> tuple[dict[int, str], str]:
     """--prompts when given (it must match the samples), else ``instances/data.jsonl`` next to the
     outputs (the release's layout) when it matches, else none."""
     from .prompts import load_prompt_set

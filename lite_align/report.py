@@ -238,6 +238,8 @@ def render_run(con: Console, manifest: Mapping[str, Any], results: Mapping[str, 
     if results.get("recover"):
         render_recover(con, results["recover"], reference="chat")
     render_example(con, results.get("example"))
+    if results.get("explain"):
+        render_explain(con, results["explain"])
     run_dir = manifest.get("run_dir")
     if run_dir:
         con.print(Text(f"Samples, manifest and results are in {run_dir}", style="dim"))
@@ -611,3 +613,130 @@ def render_bundle_check(con: Console, doc: Mapping[str, Any]) -> None:
 
 def error(message: str) -> None:
     Console(stderr=True, highlight=False).print(f"[bold red]error:[/bold red] {message}", soft_wrap=True)
+
+
+# --- explaining the drop ---------------------------------------------------------------------
+
+
+def _est_cell(e: Any, digits: int = 3) -> str:
+    """An estimate dict {"mean", "ci"} (or a bare number) as 'mean [lo, hi]'."""
+    if isinstance(e, Mapping):
+        return f"{_f(e.get('mean'), digits)} {_ci(e.get('ci'), digits)}".strip()
+    return _f(e, digits)
+
+
+def render_explain(con: Console, ex: Mapping[str, Any]) -> None:
+    """Quality control, information aggregation and stance beside the raw diversity (method.md §6)."""
+    base, aligned = ex.get("base", "base"), ex.get("aligned", "aligned")
+    con.rule(f"[bold]Explaining the drop[/bold] — {short_label(str(base))} → {short_label(str(aligned))}")
+    raw = ex.get("raw_diversity", {})
+    t = Table(title="raw diversity", box=box.SIMPLE_HEAVY)
+    for col in ("measure", "base", "aligned", "drop"):
+        t.add_column(col, justify="left" if col == "measure" else "right", no_wrap=True)
+    for key, label in (("jaccard", "word-bag Jaccard ↓"), ("embedding", "embedding diversity ↑")):
+        if key in raw.get("base", {}):
+            t.add_row(
+                label, _est_cell(raw["base"][key]), _est_cell(raw["aligned"][key]), _f(raw.get("drop", {}).get(key))
+            )
+    con.print(t)
+
+    cov = ex.get("coverage", {})
+    c = Table(
+        title="information aggregation: how much of what the other base answers say one answer covers",
+        box=box.SIMPLE_HEAVY,
+    )
+    for col in ("by", "one aligned answer", "one base answer"):
+        c.add_column(col, justify="left" if col == "by" else "right", no_wrap=True)
+    for key, label in (("wordbag", "word bags"), ("embedding", f"sentences (cos ≥ {cov.get('threshold', '')})")):
+        r = cov.get(key)
+        if r:
+            cis = r.get("ci", {})
+            c.add_row(
+                label,
+                f"{_f(r.get('aligned_single'))} {_ci(cis.get('aligned_single'))}",
+                f"{_f(r.get('base_single'))} {_ci(cis.get('base_single'))}",
+            )
+    judge_cov = cov.get("judge")
+    if judge_cov:
+        c.add_row(
+            "judge: how much of B is missing (1–5) ↓",
+            _est_cell(judge_cov.get("aligned", {}).get("missing_from_a"), 2),
+            _est_cell(judge_cov.get("base", {}).get("missing_from_a"), 2),
+        )
+    con.print(c)
+
+    quality = ex.get("quality", {})
+    filters = quality.get("filters", {})
+    if filters:
+        q = Table(title="quality control: judge-free filters (share of responses)", box=box.SIMPLE_HEAVY)
+        q.add_column("filter", no_wrap=True)
+        for role in filters:
+            q.add_column(short_label(str(filters[role].get("label", role))), justify="right", no_wrap=True)
+        names = list(next(iter(filters.values())).get("flagged", {}))
+        for name in names:
+            q.add_row(
+                name,
+                *[f"{_f(filters[r]['flagged'].get(name))} {_ci(filters[r].get('ci', {}).get(name))}" for r in filters],
+            )
+        q.add_row(
+            "passed",
+            *[f"{_f(filters[r].get('passed'))} {_ci(filters[r].get('ci', {}).get('passed'))}" for r in filters],
+            end_section=True,
+        )
+        d = filters.get("base", {}).get("diversity", {})
+        if d:
+            q.add_row(
+                "base Jaccard: raw → passing",
+                f"{_f(d.get('jaccard_raw_kept'))} → {_f(d.get('jaccard_filtered'))}",
+                *([""] * (len(filters) - 1)),
+            )
+            q.add_row(
+                "base embedding diversity: raw → passing",
+                f"{_f(d.get('embedding_raw_kept'))} → {_f(d.get('embedding_filtered'))}",
+                *([""] * (len(filters) - 1)),
+            )
+        con.print(q)
+    judged = quality.get("judge")
+    if judged:
+        j = Table(title="quality control: the judge's scores (1–5)", box=box.SIMPLE_HEAVY)
+        j.add_column("aspect", no_wrap=True)
+        for role in judged:
+            j.add_column(short_label(str(judged[role].get("label", role))), justify="right", no_wrap=True)
+        aspects = list(next(iter(judged.values())).get("scores", {}))
+        for aspect in aspects:
+            j.add_row(aspect, *[_est_cell(judged[r]["scores"].get(aspect), 2) for r in judged])
+        j.add_row("judged unhelpful (≤ 2)", *[_est_cell(judged[r].get("unhelpful_share")) for r in judged])
+        j.add_row("unparseable replies", *[str(judged[r].get("n_unparsed", 0)) for r in judged])
+        con.print(j)
+    stance = ex.get("stance")
+    if stance:
+        s = Table(title="stance: distributional vs Overton pluralism (judge labels)", box=box.SIMPLE_HEAVY)
+        for col in ("set", "yes", "no", "both", "other", "prompts with a yes and a no", "responses labelled both"):
+            s.add_column(col, justify="left" if col == "set" else "right", no_wrap=True)
+        for role, r in stance.items():
+            ci = r.get("ci", {})
+            s.add_row(
+                short_label(str(r.get("label", role))),
+                _f(r.get("yes")),
+                _f(r.get("no")),
+                _f(r.get("both")),
+                _f(r.get("other")),
+                f"{_f(r.get('prompts_with_yes_and_no'))} {_ci(ci.get('prompts_with_yes_and_no'))}",
+                f"{_f(r.get('both'))} {_ci(ci.get('both'))}",
+            )
+        con.print(s)
+    judge = ex.get("judge")
+    if judge:
+        sanity = judge.get("sanity", {})
+        verdict = "[green]passed[/green]" if sanity.get("passed") else "[red]failed[/red]"
+        con.print(
+            f"judge {judge.get('name', '')}: sanity check {verdict} (an empty answer scored "
+            f"{_f(sanity.get('empty_answer_helpfulness'), 1)}, the question copied back "
+            f"{_f(sanity.get('question_copied_helpfulness'), 1)}; {sanity.get('expected', '')}). "
+            f"{judge.get('weak_judge_warning', '')}",
+            soft_wrap=False,
+        )
+    if ex.get("explanation"):
+        con.print(Text("In one sentence: " + ex["explanation"], style="bold"))
+    for note in ex.get("notes", []):
+        con.print(Text(f"note: {note}", style="dim"))

@@ -46,6 +46,8 @@ class RunOptions:
     threads: int = 1
     gpu_layers: int = 0
     registry: str | None = None
+    explain: bool = False  # the judge parts of the explain section (judge-free parts always run)
+    judge: str | None = None
     embedder: str | None = None
 
 
@@ -316,12 +318,18 @@ def execute(
         sets = {s.label: s for s in read_samples(prep.out_dir)}
         sets = {c: sets[c] for c in plan.settings.conditions if c in sets}
         t1 = time.perf_counter()
-        results = analyse_sets(sets, embedder, {p.id: p.text for p in plan.prompt_set.prompts})
+        prompt_texts = {p.id: p.text for p in plan.prompt_set.prompts}
+        results = analyse_sets(sets, embedder, prompt_texts)
+        if "base" in sets and TEACHER in sets:
+            t2 = time.perf_counter()
+            results["explain"] = explain_run(prep, sets["base"], sets[TEACHER], embedder, prompt_texts)
+            explain_s = time.perf_counter() - t2
         summary = study.summary()
         timings = {
             **summary["timings"],
             "generation_s": round(t_gen, 3),
             "analysis_s": round(time.perf_counter() - t1, 3),
+            **({"explain_s": round(explain_s, 3)} if "explain" in results else {}),
             "total_s": round(time.perf_counter() - t0, 3),
         }
         store.update_manifest(
@@ -482,6 +490,25 @@ def _recordable(opts: RunOptions) -> dict[str, Any]:
     if rec.get("out"):
         rec["out"] = str(Path(rec["out"]).expanduser().resolve())
     return rec
+
+
+def explain_run(prep: PreparedRun, base: Any, chat: Any, embedder: Any, prompts: dict[int, str]) -> dict[str, Any]:
+    """The explain section of a run: judge-free parts always; the judge (--explain; by default the
+    pair's chat model, --judge another) only when asked, since a CPU judge needs about a second a
+    judgement."""
+    from .commands import open_judge
+    from .explain import explain
+
+    judge = None
+    if prep.options.explain:
+        judge = open_judge(
+            prep.options.judge or prep.plan.chat.path, prep.options.registry, threads=prep.options.threads
+        )
+    try:
+        return explain(base, chat, embedder=embedder, judge=judge, prompts=prompts)
+    finally:
+        if judge is not None:
+            judge.generator.close()
 
 
 def analyse_sets(sets: dict[str, Any], embedder: Any, prompts: dict[int, str]) -> dict[str, Any]:

@@ -259,3 +259,38 @@ def test_bad_option_values(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path:
                           "--conditions: unknown condition(s) nope")
     assert_one_line_error(run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--preset", "huge")),
                           "--preset: unknown preset 'huge'")
+
+
+def test_run_results_hold_the_judge_free_explain_section(tiny_run: tuple[subprocess.CompletedProcess[str], Path]
+                                                          ) -> None:
+    res, _ = tiny_run
+    ex = json.loads(res.stdout)["explain"]
+    assert ex["base"] == "base" and ex["aligned"] == "chat"
+    for by in ("wordbag", "embedding"):
+        assert 0.0 <= ex["coverage"][by]["aligned_single"] <= 1.0
+        assert 0.0 <= ex["coverage"][by]["base_single"] <= 1.0
+    assert "judge" not in ex and ex["quality"]["filters"]["base"]["passed"] is not None
+    assert ex["explanation"]
+
+
+def test_explain_command_with_the_tiny_judge(tiny_run: tuple[subprocess.CompletedProcess[str], Path],
+                                             tiny_chat_gguf: Path) -> None:
+    _, out = tiny_run
+    res = run_cli("explain", "--base", f"{out}#base", "--aligned", f"{out}#chat", "--judge", str(tiny_chat_gguf),
+                  "--json")
+    assert res.returncode == 0, res.stderr[-2000:]
+    ex = json.loads(res.stdout)
+    for by in ("wordbag", "embedding"):
+        assert set(ex["coverage"][by]) >= {"aligned_single", "base_single"}
+    judged = ex["quality"]["judge"]
+    assert judged["base"]["n_judged"] == 9 and judged["aligned"]["n_judged"] == 9
+    assert judged["base"]["n_unparsed"] == 0  # the grammar makes even random weights answer in JSON
+    assert "sanity" in ex["judge"] and "weak" in ex["judge"]["weak_judge_warning"]
+    text = run_cli("explain", "--base", f"{out}#base", "--aligned", f"{out}#chat")
+    assert text.returncode == 0 and "Explaining the drop" in text.stdout
+
+
+def test_explain_names_a_missing_condition(tiny_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    _, out = tiny_run
+    assert_one_line_error(run_cli("explain", "--base", f"{out}#nope", "--aligned", f"{out}#chat"),
+                          "no condition 'nope'")
