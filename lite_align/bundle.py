@@ -622,7 +622,9 @@ def compare_figures(bundled: Any, recomputed: Any, *, skip: Callable[[str], bool
 
 
 _EMBEDDING_PARTS = re.compile(r"(^|\.)(embedding\w*|bertscore\w*|verdict|finding|sentences?\w*)(\.|\[|$)")
-_JUDGE_PARTS = re.compile(r"^explain\.(judge|stance|explanation|notes|quality\.judge|coverage\.judge)(\.|\[|$)")
+_JUDGE_PARTS = re.compile(r"^explain\.(judge|stance|quality\.judge|coverage\.judge)(\.|\[|$)")
+# the explanation sentence and notes draw on the judge's and the embedding figures
+_JUDGE_DEPENDENT = re.compile(r"^explain\.(explanation|notes)(\.|\[|$)")
 
 
 @dataclass
@@ -730,13 +732,15 @@ def _replay_run(root: Path, entry: Mapping[str, Any], embedder: Any, lexical_onl
     prompts: dict[int, str] = next((dict(s.prompts) for s in sets.values() if s.prompts), {})
     results = analyse(sets, embedder=embedder, prompts=prompts)
     notes = []
+    judged = False
     if "explain" in bundled:
         part = _recompute_explain(bundled["explain"], sets, embedder, prompts)
         if part is not None:
             results["explain"] = part
-            if isinstance(bundled["explain"], Mapping) and bundled["explain"].get("judge"):
+            judged = isinstance(bundled["explain"], Mapping) and bool(bundled["explain"].get("judge"))
+            if judged:
                 notes.append("the judge's figures are not recomputed (they need the judge model)")
-    skip = _skipper(lexical_only)
+    skip = _skipper(lexical_only, judged)
     check = compare_figures(bundled, results, skip=skip)
     if lexical_only:
         notes.append("--lexical-only: embedding figures, verdicts and the finding were not recomputed")
@@ -744,9 +748,13 @@ def _replay_run(root: Path, entry: Mapping[str, Any], embedder: Any, lexical_onl
     return ReplayItem(entry["name"], "run", str(run_dir), manifest, results, sets, prompts, TEACHER, check, notes)
 
 
-def _skipper(lexical_only: bool) -> Callable[[str], bool]:
+def _skipper(lexical_only: bool, judged: bool = False) -> Callable[[str], bool]:
     def skip(path: str) -> bool:
-        return bool(_JUDGE_PARTS.search(path)) or (lexical_only and bool(_EMBEDDING_PARTS.search(path)))
+        if judged and _JUDGE_PARTS.search(path):
+            return True
+        if (judged or lexical_only) and _JUDGE_DEPENDENT.search(path):  # the sentence draws on both
+            return True
+        return lexical_only and bool(_EMBEDDING_PARTS.search(path))
 
     return skip
 
