@@ -17,10 +17,13 @@ from .data import SampleSet
 
 # Verdict rule for a recovery ratio (cross / baseline), written in the README:
 #   recovered  the interval's upper end reaches 1 on at least two of the three similarities
-#   partly     the point ratio is at least 0.5 on at least two of the three similarities
+#   partly     the point ratio is at least 0.75 on at least two of the three similarities
 #   not        otherwise
+# (0.75, not 0.5: embedding similarities of any two on-topic answers are high, so on the paper's
+# release the plain base model already reaches 0.46-0.49 there; 0.75 separates it from the
+# in-context conditions, 0.87-0.92.)
 RECOVERED_UPPER = 1.0
-PARTLY_RATIO = 0.5
+PARTLY_RATIO = 0.75
 
 
 def max_samples(ss: SampleSet) -> int:

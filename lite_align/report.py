@@ -176,7 +176,7 @@ def render_recover(con: Console, table: Mapping[str, Mapping[str, Any]], referen
         Text(
             "ratio = cross / baseline; 1 means the condition answers as much like the teacher as the teacher's own "
             "samples do. Verdict: recovered when the interval reaches 1 on two of three similarities, partly when the "
-            "ratio is at least 0.5 on two of three (one of one when only word-bag Jaccard is computed).",
+            "ratio is at least 0.75 on two of three (one of one when only word-bag Jaccard is computed).",
             style="dim",
         )
     )
@@ -229,42 +229,57 @@ def render_header(con: Console, manifest: Mapping[str, Any]) -> None:
     con.print(Panel("\n".join(lines), title="[bold]lite_align study[/bold]", expand=False))
 
 
-def render_run(con: Console, manifest: Mapping[str, Any], results: Mapping[str, Any]) -> None:
-    render_header(con, manifest)
-    if results.get("diversity"):
-        render_diversity(con, results["diversity"])
+def render_summary(con: Console, results: Mapping[str, Any]) -> None:
+    """One row per condition: the headline diversity and recovery figures, means only (the
+    intervals follow in the detailed tables)."""
+    div, rec = results.get("diversity", {}), results.get("recover", {})
+    names = list(dict.fromkeys([*div, *rec]))
+    if not names:
+        return
+    t = Table(
+        title="At a glance: within-prompt diversity, and recovery ratios to the teacher (means; intervals below)",
+        box=box.SIMPLE_HEAVY,
+        show_edge=False,
+        pad_edge=False,
+    )
+    t.add_column("condition", style="bold", no_wrap=True)
+    for col in ("Jacc.\n↓div", "embed\n↑div", "words\n"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for col in ("Jacc.\nratio", "embed\nratio", "BERT\nratio"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("verdict", no_wrap=True)
+    for name in names:
+        d, r = div.get(name, {}), rec.get(name, {})
+        t.add_row(
+            short_label(name),
+            _f(d.get("jaccard_within")) if d else "",
+            _f(d.get("embedding_diversity")) if d else "",
+            _f(d.get("length_mean"), 0) if d else "",
+            *[_f((r.get(k) or {}).get("ratio"), 2) if r else "" for k in ("jaccard", "embedding", "bertscore")],
+            _verdict_cell(r.get("verdict", "")) if r else ("teacher" if name == "chat" else ""),
+        )
+    con.print(t)
+
+
+def render_body(con: Console, results: Mapping[str, Any], *, reference: str = "chat") -> None:
+    """Everything below the header, for a run and for released outputs alike."""
+    from .markdown_report import FigureTable, explain_blocks, explain_parts
+
+    render_summary(con, results)
     if results.get("finding"):
         con.print(Text("Finding: " + results["finding"], style="bold"))
-    if results.get("recover"):
-        render_recover(con, results["recover"], reference="chat")
-    render_example(con, results.get("example"))
-    if results.get("explain"):
-        render_explain(con, results["explain"])
-    run_dir = manifest.get("run_dir")
-    if run_dir:
-        con.print(Text(f"Samples, manifest and results are in {run_dir}", style="dim"))
-
-
-def render_report(
-    con: Console, manifest: Mapping[str, Any], results: Mapping[str, Any], *, reference: str = "chat"
-) -> None:
-    """``lite-align report --format terminal``: a run (as render_run) or released outputs, then any
-    further parts (coverage, quality, stance, ...) laid out as the Markdown report lays them out."""
-    from .markdown_report import FigureTable, explain_blocks, explain_parts, manifest_lines
-
-    if manifest.get("kind") == "released":
-        lines = [f"[bold]{escape(label)}[/bold]  {escape(text)}" for label, text in manifest_lines(manifest)]
-        con.print(Panel("\n".join(lines), title="[bold]released outputs[/bold]", expand=False))
-    else:
-        render_header(con, manifest)
     if results.get("diversity"):
         render_diversity(con, results["diversity"])
-    if results.get("finding"):
-        con.print(Text("Finding: " + results["finding"], style="bold"))
     if results.get("recover"):
         render_recover(con, results["recover"], reference=reference)
     render_example(con, results.get("example"))
-    for name, obj in explain_parts(results).items():
+    explained = results.get("explain")
+    if isinstance(explained, Mapping) and "raw_diversity" in explained:
+        render_explain(con, explained)
+        others = {k: v for k, v in explain_parts({k: v for k, v in results.items() if k != "explain"}).items()}
+    else:
+        others = explain_parts(results)
+    for name, obj in others.items():  # parts this renderer has no layout for: generic tables
         con.rule(f"[bold]{escape(name)}[/bold]")
         for block in explain_blocks(name, obj):
             if isinstance(block, FigureTable):
@@ -277,6 +292,28 @@ def render_report(
                 con.print(t)
             else:
                 con.print(Text(f"{block.label}: {block.text}"))
+
+
+def render_run(con: Console, manifest: Mapping[str, Any], results: Mapping[str, Any]) -> None:
+    render_header(con, manifest)
+    render_body(con, results)
+    run_dir = manifest.get("run_dir")
+    if run_dir:
+        con.print(Text(f"Samples, manifest and results are in {run_dir}", style="dim"))
+
+
+def render_report(
+    con: Console, manifest: Mapping[str, Any], results: Mapping[str, Any], *, reference: str = "chat"
+) -> None:
+    """``lite-align report --format terminal``: a run (as render_run) or released outputs."""
+    from .markdown_report import manifest_lines
+
+    if manifest.get("kind") == "released":
+        lines = [f"[bold]{escape(label)}[/bold]  {escape(text)}" for label, text in manifest_lines(manifest)]
+        con.print(Panel("\n".join(lines), title="[bold]released outputs[/bold]", expand=False))
+    else:
+        render_header(con, manifest)
+    render_body(con, results, reference=reference)
 
 
 def render_compare(con: Console, doc: Mapping[str, Any]) -> None:

@@ -110,7 +110,7 @@ prompt: lower = more diverse; length (words): mean words per answer; abstain rat
 cross = similarity of the condition's answers to the teacher's sample 0; baseline = the teacher's other samples \
 to its sample 0; ratio = cross / baseline with a paired 95% bootstrap interval. A ratio of 1 means the condition \
 answers as much like the teacher as the teacher's own samples do. Verdict: recovered when the ratio's interval \
-reaches 1, partly when the ratio is at least 0.5, on two of the three similarities when all three are computed \
+reaches 1, partly when the ratio is at least 0.75, on two of the three similarities when all three are computed \
 (else on one).
 
 | condition | word-bag Jaccard: cross | word-bag Jaccard: baseline | word-bag Jaccard: ratio | verdict |
