@@ -230,6 +230,8 @@ def _reraise_interrupt() -> None:
     if _interrupted:
         _interrupted = False
         raise KeyboardInterrupt
+
+
 _LOG_ERROR, _LOG_CONT = 4, 5  # ggml_log_level in this llama.cpp (NONE, DEBUG, INFO, WARN, ERROR, CONT)
 
 

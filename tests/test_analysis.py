@@ -30,8 +30,18 @@ def test_with_only_jaccard_one_similarity_decides() -> None:
 
 def test_finding_names_the_more_diverse_model_per_measure() -> None:
     div = {
-        "base": {"jaccard_within": 0.10, "embedding_diversity": 0.58, "distinct_prefix_fraction": 0.9, "length_mean": 60},
-        "chat": {"jaccard_within": 0.40, "embedding_diversity": 0.06, "distinct_prefix_fraction": 0.95, "length_mean": 90},
+        "base": {
+            "jaccard_within": 0.10,
+            "embedding_diversity": 0.58,
+            "distinct_prefix_fraction": 0.9,
+            "length_mean": 60,
+        },
+        "chat": {
+            "jaccard_within": 0.40,
+            "embedding_diversity": 0.06,
+            "distinct_prefix_fraction": 0.95,
+            "length_mean": 90,
+        },
     }
     text = finding(div)
     assert "base model's samples are more diverse by word-bag Jaccard 0.100 vs 0.400" in text

@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "lite_align.cli"]
 
 
-def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 300, env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path = ROOT, timeout: int = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "COLUMNS": "120", **(env or {})}
     return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
 
@@ -36,16 +37,25 @@ def records(run_dir: Path) -> dict[str, list[dict[str, object]]]:
 
 def without_seconds(recs: dict[str, list[dict[str, object]]]) -> dict[str, list[dict[str, object]]]:
     """Everything a sample holds but its wall time, which no two runs share."""
-    return {k: sorted(({kk: vv for kk, vv in r.items() if kk != "seconds"} for r in v),
-                      key=lambda r: (r["prompt_id"], r["sample_index"])) for k, v in recs.items()}
+    return {
+        k: sorted(
+            ({kk: vv for kk, vv in r.items() if kk != "seconds"} for r in v),
+            key=lambda r: (r["prompt_id"], r["sample_index"]),
+        )
+        for k, v in recs.items()
+    }
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path_factory: pytest.TempPathFactory
-             ) -> tuple[subprocess.CompletedProcess[str], Path]:
+def tiny_run(
+    tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = tmp_path_factory.mktemp("cli") / "run"
-    res = run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, out, "--limit", "3", "--samples", "3",
-                              "--max-tokens", "12", "--json"))
+    res = run_cli(
+        *tiny_args(
+            tiny_base_gguf, tiny_chat_gguf, out, "--limit", "3", "--samples", "3", "--max-tokens", "12", "--json"
+        )
+    )
     return res, out
 
 
@@ -55,8 +65,17 @@ def test_run_json_contract(tiny_run: tuple[subprocess.CompletedProcess[str], Pat
     doc = json.loads(res.stdout)  # stdout holds one JSON document and nothing else
     for cond in ("base", "chat"):
         row = doc["diversity"][cond]
-        for key in ("jaccard_within", "length_mean", "abstain_rate", "numbered_list_rate", "bullet_list_rate",
-                    "distinct_prefix_fraction", "embedding_diversity", "n_prompts", "n_responses"):
+        for key in (
+            "jaccard_within",
+            "length_mean",
+            "abstain_rate",
+            "numbered_list_rate",
+            "bullet_list_rate",
+            "distinct_prefix_fraction",
+            "embedding_diversity",
+            "n_prompts",
+            "n_responses",
+        ):
             assert isinstance(row[key], (int, float)), (cond, key)
         assert row["n_prompts"] == 3 and row["n_responses"] == 9
     for cond in ("base", "icl-static", "icl-random", "icl-knn", "icl-summary", "base-greedy"):
@@ -73,50 +92,73 @@ def test_run_json_contract(tiny_run: tuple[subprocess.CompletedProcess[str], Pat
 
 
 def test_same_study_twice_in_fresh_processes_gives_the_same_samples(
-    tiny_run: tuple[subprocess.CompletedProcess[str], Path], tiny_base_gguf: Path, tiny_chat_gguf: Path,
+    tiny_run: tuple[subprocess.CompletedProcess[str], Path],
+    tiny_base_gguf: Path,
+    tiny_chat_gguf: Path,
     tmp_path: Path,
 ) -> None:
     _, first = tiny_run
-    res = run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "again", "--limit", "3", "--samples", "3",
-                              "--max-tokens", "12", "--json"))
+    res = run_cli(
+        *tiny_args(
+            tiny_base_gguf,
+            tiny_chat_gguf,
+            tmp_path / "again",
+            "--limit",
+            "3",
+            "--samples",
+            "3",
+            "--max-tokens",
+            "12",
+            "--json",
+        )
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     a, b = without_seconds(records(first)), without_seconds(records(tmp_path / "again"))
     assert json.dumps(a, sort_keys=True).encode() == json.dumps(b, sort_keys=True).encode()
 
 
-def test_rerun_from_manifest_reproduces(tiny_run: tuple[subprocess.CompletedProcess[str], Path],
-                                        tmp_path: Path) -> None:
+def test_rerun_from_manifest_reproduces(
+    tiny_run: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+) -> None:
     _, first = tiny_run
-    res = run_cli("run", "--from-manifest", str(first / "manifest.json"), "--out", str(tmp_path / "re"), "--json",
-                  cwd=tmp_path)
+    res = run_cli(
+        "run", "--from-manifest", str(first / "manifest.json"), "--out", str(tmp_path / "re"), "--json", cwd=tmp_path
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert without_seconds(records(first)) == without_seconds(records(tmp_path / "re"))
 
 
-def test_rerun_on_same_out_generates_nothing(tiny_run: tuple[subprocess.CompletedProcess[str], Path],
-                                             tiny_base_gguf: Path, tiny_chat_gguf: Path) -> None:
+def test_rerun_on_same_out_generates_nothing(
+    tiny_run: tuple[subprocess.CompletedProcess[str], Path], tiny_base_gguf: Path, tiny_chat_gguf: Path
+) -> None:
     _, out = tiny_run
     before = {p: p.read_bytes() for p in (out / "samples").glob("*.jsonl")}
-    res = run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, out, "--limit", "3", "--samples", "3",
-                              "--max-tokens", "12", "--json"))
+    res = run_cli(
+        *tiny_args(
+            tiny_base_gguf, tiny_chat_gguf, out, "--limit", "3", "--samples", "3", "--max-tokens", "12", "--json"
+        )
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert {p: p.read_bytes() for p in before} == before
     assert json.loads((out / "manifest.json").read_text())["generated_now"] == 0
 
 
-def test_changed_setting_on_existing_run_is_refused(tiny_run: tuple[subprocess.CompletedProcess[str], Path],
-                                                    tiny_base_gguf: Path, tiny_chat_gguf: Path) -> None:
+def test_changed_setting_on_existing_run_is_refused(
+    tiny_run: tuple[subprocess.CompletedProcess[str], Path], tiny_base_gguf: Path, tiny_chat_gguf: Path
+) -> None:
     _, out = tiny_run
-    res = run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, out, "--limit", "3", "--samples", "3",
-                              "--max-tokens", "13"))
+    res = run_cli(
+        *tiny_args(tiny_base_gguf, tiny_chat_gguf, out, "--limit", "3", "--samples", "3", "--max-tokens", "13")
+    )
     assert res.returncode == 2
     assert "different settings (max_tokens: 12 in the existing run, 13 now)" in res.stderr
     assert "Traceback" not in res.stderr
 
 
 def _interrupt_and_resume(sig: int, base: Path, chat: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    args = tiny_args(base, chat, out, "--limit", "6", "--samples", "4", "--max-tokens", "48",
-                     "--conditions", "base,icl-static")
+    args = tiny_args(
+        base, chat, out, "--limit", "6", "--samples", "4", "--max-tokens", "48", "--conditions", "base,icl-static"
+    )
     proc = subprocess.Popen([*CLI, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     samples = out / "samples" / "base.jsonl"
     deadline = time.time() + 120
@@ -131,8 +173,11 @@ def _interrupt_and_resume(sig: int, base: Path, chat: Path, out: Path) -> subpro
 
 
 def _check_resumed(out: Path, before: dict[str, bytes], base: Path, chat: Path) -> None:
-    res = run_cli(*tiny_args(base, chat, out, "--limit", "6", "--samples", "4", "--max-tokens", "48",
-                              "--conditions", "base,icl-static"))
+    res = run_cli(
+        *tiny_args(
+            base, chat, out, "--limit", "6", "--samples", "4", "--max-tokens", "48", "--conditions", "base,icl-static"
+        )
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     for name, old in before.items():
         kept = old[: old.rfind(b"\n") + 1]  # a torn last line is dropped, every complete one kept
@@ -214,28 +259,34 @@ def test_malformed_registry(tmp_path: Path) -> None:
 def test_malformed_prompt_file(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path) -> None:
     bad = tmp_path / "prompts.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "ok?"}]}\n{"messages": [\n')
-    assert_one_line_error(run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--prompts", str(bad))),
-                          "prompts.jsonl:2")
+    assert_one_line_error(
+        run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--prompts", str(bad))), "prompts.jsonl:2"
+    )
 
 
 def test_empty_prompt_set(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing here\n")
-    assert_one_line_error(run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--prompts", str(empty))),
-                          "holds no prompts")
+    assert_one_line_error(
+        run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--prompts", str(empty))), "holds no prompts"
+    )
 
 
 def test_prompt_file_not_utf8(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path) -> None:
     latin = tmp_path / "latin1.txt"
     latin.write_bytes("Is caf\u00e9 culture good?\n".encode("latin-1"))
-    assert_one_line_error(run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--prompts", str(latin))),
-                          "latin1.txt:1", "not UTF-8")
+    assert_one_line_error(
+        run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--prompts", str(latin))),
+        "latin1.txt:1",
+        "not UTF-8",
+    )
 
 
 def test_malformed_samples_file(tmp_path: Path) -> None:
     bad = tmp_path / "samples.jsonl"
-    bad.write_text('{"prompt": "q", "outputs": [{"generated_text": "a"}]}\n{"prompt": \n'
-                   '{"prompt": "q", "outputs": []}\n')
+    bad.write_text(
+        '{"prompt": "q", "outputs": [{"generated_text": "a"}]}\n{"prompt": \n{"prompt": "q", "outputs": []}\n'
+    )
     assert_one_line_error(run_cli("diversity", str(bad)), "samples.jsonl:2")
 
 
@@ -248,21 +299,30 @@ def test_empty_samples_file(tmp_path: Path) -> None:
 def test_output_directory_cannot_be_written(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    assert_one_line_error(run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, blocker / "run", "--limit", "1")),
-                          "cannot create run directory")
+    assert_one_line_error(
+        run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, blocker / "run", "--limit", "1")),
+        "cannot create run directory",
+    )
 
 
 def test_bad_option_values(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path) -> None:
-    assert_one_line_error(run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--samples", "0")),
-                          "--samples must be at least 1")
-    assert_one_line_error(run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--conditions", "nope")),
-                          "--conditions: unknown condition(s) nope")
-    assert_one_line_error(run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--preset", "huge")),
-                          "--preset: unknown preset 'huge'")
+    assert_one_line_error(
+        run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--samples", "0")),
+        "--samples must be at least 1",
+    )
+    assert_one_line_error(
+        run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--conditions", "nope")),
+        "--conditions: unknown condition(s) nope",
+    )
+    assert_one_line_error(
+        run_cli(*tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--preset", "huge")),
+        "--preset: unknown preset 'huge'",
+    )
 
 
-def test_run_results_hold_the_judge_free_explain_section(tiny_run: tuple[subprocess.CompletedProcess[str], Path]
-                                                          ) -> None:
+def test_run_results_hold_the_judge_free_explain_section(
+    tiny_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
     res, _ = tiny_run
     ex = json.loads(res.stdout)["explain"]
     assert ex["base"] == "base" and ex["aligned"] == "chat"
@@ -273,11 +333,13 @@ def test_run_results_hold_the_judge_free_explain_section(tiny_run: tuple[subproc
     assert ex["explanation"]
 
 
-def test_explain_command_with_the_tiny_judge(tiny_run: tuple[subprocess.CompletedProcess[str], Path],
-                                             tiny_chat_gguf: Path) -> None:
+def test_explain_command_with_the_tiny_judge(
+    tiny_run: tuple[subprocess.CompletedProcess[str], Path], tiny_chat_gguf: Path
+) -> None:
     _, out = tiny_run
-    res = run_cli("explain", "--base", f"{out}#base", "--aligned", f"{out}#chat", "--judge", str(tiny_chat_gguf),
-                  "--json")
+    res = run_cli(
+        "explain", "--base", f"{out}#base", "--aligned", f"{out}#chat", "--judge", str(tiny_chat_gguf), "--json"
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     ex = json.loads(res.stdout)
     for by in ("wordbag", "embedding"):
@@ -292,5 +354,6 @@ def test_explain_command_with_the_tiny_judge(tiny_run: tuple[subprocess.Complete
 
 def test_explain_names_a_missing_condition(tiny_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     _, out = tiny_run
-    assert_one_line_error(run_cli("explain", "--base", f"{out}#nope", "--aligned", f"{out}#chat"),
-                          "no condition 'nope'")
+    assert_one_line_error(
+        run_cli("explain", "--base", f"{out}#nope", "--aligned", f"{out}#chat"), "no condition 'nope'"
+    )

@@ -16,8 +16,14 @@ pytestmark = pytest.mark.real_models
 
 
 def cli(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lite_align.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "120"})
+    return subprocess.run(
+        [sys.executable, "-m", "lite_align.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "120"},
+    )
 
 
 def test_models_lists_the_embedded_pair_as_present() -> None:
@@ -32,8 +38,20 @@ def test_models_lists_the_embedded_pair_as_present() -> None:
 
 
 def test_small_study_on_the_embedded_pair(tmp_path: Path) -> None:
-    res = cli("run", "--limit", "3", "--samples", "3", "--max-tokens", "32", "--conditions", "base,chat,icl-knn",
-              "--out", str(tmp_path / "run"), "--json")
+    res = cli(
+        "run",
+        "--limit",
+        "3",
+        "--samples",
+        "3",
+        "--max-tokens",
+        "32",
+        "--conditions",
+        "base,chat,icl-knn",
+        "--out",
+        str(tmp_path / "run"),
+        "--json",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     doc = json.loads(res.stdout)
     for cond in ("base", "chat", "icl-knn"):
@@ -56,8 +74,19 @@ def test_small_study_on_the_embedded_pair(tmp_path: Path) -> None:
 
 
 def test_report_says_the_pair_is_of_different_families(tmp_path: Path) -> None:
-    res = cli("run", "--limit", "2", "--samples", "2", "--max-tokens", "16", "--conditions", "base,chat",
-              "--out", str(tmp_path / "run"))
+    res = cli(
+        "run",
+        "--limit",
+        "2",
+        "--samples",
+        "2",
+        "--max-tokens",
+        "16",
+        "--conditions",
+        "base,chat",
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     flat = " ".join(res.stdout.split())
     assert "Different families" in flat and "preset quick" in flat and "Finding:" in flat

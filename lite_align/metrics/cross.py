@@ -58,9 +58,7 @@ class JaccardSimilarity:
 
     @property
     def name(self) -> str:
-        parts = (
-            ["jaccard"] + (["stem"] if self.stem else []) + ([f"{self.ngram}gram"] if self.ngram > 1 else [])
-        )
+        parts = ["jaccard"] + (["stem"] if self.stem else []) + ([f"{self.ngram}gram"] if self.ngram > 1 else [])
         return "-".join(parts)
 
     def pairs(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:

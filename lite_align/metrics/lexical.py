@@ -144,9 +144,7 @@ def _number(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
 
 
-def _prompt_figures(
-    texts: tuple[str, ...], stem: bool, ngram: int
-) -> tuple[float, float, float, float, int, int, int]:
+def _prompt_figures(texts: tuple[str, ...], stem: bool, ngram: int) -> tuple[float, float, float, float, int, int, int]:
     """(jaccard, length mean, length spread, distinct-prefix fraction, abstains, numbered, bullets)."""
     analysed = [analyse(t, stem=stem, ngram=ngram) for t in texts]
     bags = [bag for bag, _ in analysed]
@@ -168,9 +166,9 @@ def _prompt_figures(
 def diversity(sample_set: SampleSet, *, stem: bool = False, ngram: int = 1) -> DiversityResult:
     """Every within-prompt metric of ``sample_set`` (prompts without responses are left out)."""
     ids = tuple(pid for pid in sample_set.prompt_ids() if sample_set.by_prompt[pid])
-    rows = np.array(
-        [_prompt_figures(sample_set.by_prompt[pid], stem, ngram) for pid in ids], dtype=np.float64
-    ).reshape(len(ids), 7)
+    rows = np.array([_prompt_figures(sample_set.by_prompt[pid], stem, ngram) for pid in ids], dtype=np.float64).reshape(
+        len(ids), 7
+    )
     n = np.array([len(sample_set.by_prompt[pid]) for pid in ids], dtype=np.float64)
     jac, length, spread, prefix, abstain, numbered, bullets = rows.T
 

@@ -46,9 +46,7 @@ class StanceResult:
             est: Estimate = getattr(self, name)
             out[name] = _number(est.mean)
         out.update(n_prompts=self.n_prompts, n_labelled=self.n_labelled, n_unparsed=self.n_unparsed)
-        out["ci"] = {
-            name: [_number(getattr(self, name).lo), _number(getattr(self, name).hi)] for name in names
-        }
+        out["ci"] = {name: [_number(getattr(self, name).lo), _number(getattr(self, name).hi)] for name in names}
         return out
 
 
