@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import stat
 import zipfile
 from pathlib import Path
 
 import pytest
+from release import conflictingqa
 from test_cli import run_cli, tiny_args
 
 from lite_align.bundle import (
@@ -25,11 +25,7 @@ from lite_align.bundle import (
 )
 
 # the paper's release, as tests/test_paper_release.py finds it (missing: these tests fail, never skip)
-RELEASE = (
-    Path(os.environ["LITE_ALIGN_PAPER_RELEASE"])
-    if os.environ.get("LITE_ALIGN_PAPER_RELEASE")
-    else Path(__file__).resolve().parents[2] / "shared/data/paper-release"
-) / "ConflictingQA"
+RELEASE = conflictingqa()
 
 
 @pytest.fixture(scope="module")

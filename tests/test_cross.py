@@ -8,12 +8,11 @@ that derived bound and also the lead's stricter ±0.005.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pytest
+from release import reference_tables, release_dir
 
 from lite_align.data import SampleSet
 from lite_align.metrics.cross import CrossResult, JaccardSimilarity, Similarity, cross_similarity
@@ -112,28 +111,6 @@ def test_jaccard_similarity_pairs() -> None:
 
 # --------------------------------------------------------------------------------------------------
 # REFERENCE.md's cross tables (reference = gpt-3.5-turbo, word-bag Jaccard)
-
-
-def release_dir() -> Path:
-    env = os.environ.get("LITE_ALIGN_PAPER_RELEASE")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared/data/paper-release"
-    assert (root / "REFERENCE.md").is_file(), (
-        f"paper release not found at {root} (set LITE_ALIGN_PAPER_RELEASE)"
-    )
-    return root
-
-
-def reference_tables(heading: str) -> list[list[dict[str, str]]]:
-    text = (release_dir() / "REFERENCE.md").read_text(encoding="utf-8")
-    section = next(s for s in text.split("\n## ") if s.startswith(heading))
-    blocks = [
-        [line for line in block.splitlines() if line.startswith("|")] for block in section.split("\n\n")
-    ]
-
-    def cells(line: str) -> list[str]:
-        return [c.strip() for c in line.strip().strip("|").split("|")]
-
-    return [[dict(zip(cells(b[0]), cells(row), strict=True)) for row in b[2:]] for b in blocks if b]
 
 
 SAMPLED, GREEDY = reference_tables("Cross-model similarity")

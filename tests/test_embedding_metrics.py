@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from release import conflictingqa
 
 from lite_align.data import SampleSet
 from lite_align.embed import Embedder, Encoding, OnnxEmbedder, default_embedder_spec
@@ -23,7 +24,7 @@ from lite_align.metrics.embedding import (
     mean_pairwise_cosine_distance,
 )
 
-PAPER = Path(__file__).resolve().parents[2] / "shared" / "data" / "paper-release" / "ConflictingQA"
+PAPER = conflictingqa()
 DIM = 8
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fakes import FakeEmbedder
+from release import conflictingqa
 
 from lite_align.data import SampleSet
 from lite_align.engine import GenerationRequest, GenerationResult
@@ -18,9 +19,8 @@ from lite_align.judge import Judge
 from lite_align.paths import PACKAGE_DIR
 from lite_align.readers import read_instances, read_samples
 
-RELEASE = Path("/work/shared/data/paper-release/ConflictingQA")
+RELEASE = conflictingqa()
 PROMPTS = PACKAGE_DIR.parent / "prompts" / "judge"
-needs_release = pytest.mark.skipif(not RELEASE.is_dir(), reason="the paper's release is not on this machine")
 
 
 def release() -> tuple[SampleSet, SampleSet, dict[int, str]]:
@@ -34,7 +34,6 @@ def in_unit_range(x: Any) -> bool:
     return isinstance(x, float) and 0.0 <= x <= 1.0
 
 
-@needs_release
 def test_release_judge_free_structure_and_ranges() -> None:
     base, aligned, prompts = release()
     out = explain(base, aligned, embedder=FakeEmbedder(), prompts=prompts)
@@ -66,7 +65,6 @@ def test_release_judge_free_structure_and_ranges() -> None:
     assert f"{100 * words['aligned_single']:.0f}%" in sentence and f"{100 * words['base_single']:.0f}%" in sentence
 
 
-@needs_release
 def test_release_without_an_embedder_says_what_is_left_out() -> None:
     base, aligned, _ = release()
     out = explain(base, aligned, embedder=None)
@@ -78,7 +76,6 @@ def test_release_without_an_embedder_says_what_is_left_out() -> None:
 
 
 @pytest.mark.real_models
-@needs_release
 def test_release_with_the_real_embedder(tmp_path: Path) -> None:
     from lite_align.embed import OnnxEmbedder, default_embedder_spec
 

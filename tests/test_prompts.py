@@ -33,8 +33,11 @@ def test_text_and_jsonl_files(tmp_path: Path) -> None:
     t.write_text("# comment\nFirst?\n\n  Second  \n", encoding="utf-8")
     assert load_prompt_set(str(t)).texts() == ["First?", "Second"]
     j = tmp_path / "inst.jsonl"
-    j.write_text('{"messages": [{"role": "user", "content": "Q one?"}]}\n'
-                 '{"messages": [{"role": "user", "content": "Q two?"}]}\n', encoding="utf-8")
+    j.write_text(
+        '{"messages": [{"role": "user", "content": "Q one?"}]}\n'
+        '{"messages": [{"role": "user", "content": "Q two?"}]}\n',
+        encoding="utf-8",
+    )
     assert load_prompt_set(str(j)).texts() == ["Q one?", "Q two?"]
 
 

@@ -22,9 +22,7 @@ from lite_align.readers import (
 
 def write_jsonl(path: Path, rows: list[Any], *, end: str = "\n") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + end, encoding="utf-8"
-    )
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + end, encoding="utf-8")
     return path
 
 
@@ -135,9 +133,7 @@ def test_half_written_last_line_is_ignored_in_our_files_only(tmp_path: Path) -> 
     cut_in_a_character = tmp_path / "killed2.jsonl"
     cut_in_a_character.write_bytes(json.dumps(record(0, 0, "done")).encode() + b'\n{"text": "caf\xc3')
     assert dict(read_samples(cut_in_a_character)[0].by_prompt) == {0: ("done",)}
-    paper = write_jsonl(
-        tmp_path / "p" / "samples.jsonl", [{"outputs": [{"generated_text": "x"}]}, '{"outp'], end=""
-    )
+    paper = write_jsonl(tmp_path / "p" / "samples.jsonl", [{"outputs": [{"generated_text": "x"}]}, '{"outp'], end="")
     with pytest.raises(SamplesFileError, match=r"samples\.jsonl:2: invalid JSON"):
         read_samples(paper)
 
@@ -195,9 +191,7 @@ def test_missing_path_and_unknown_directory(tmp_path: Path) -> None:
 
 
 def test_check_aligned_names_both_counts(tmp_path: Path) -> None:
-    f = write_jsonl(
-        tmp_path / "m" / "samples.jsonl", [{"outputs": [{"generated_text": "a"}]}, {"error": "x"}]
-    )
+    f = write_jsonl(tmp_path / "m" / "samples.jsonl", [{"outputs": [{"generated_text": "a"}]}, {"error": "x"}])
     sets = read_samples(f)
     check_aligned(sets, 2)  # one good line + one failed line = 2 prompts
     with pytest.raises(SamplesFileError) as exc:
@@ -226,9 +220,7 @@ def test_read_instances(tmp_path: Path) -> None:
 
 
 def test_bad_instance_files(tmp_path: Path) -> None:
-    f = write_jsonl(
-        tmp_path / "p.jsonl", [{"messages": [{"role": "user", "content": "q"}]}, {"messages": []}]
-    )
+    f = write_jsonl(tmp_path / "p.jsonl", [{"messages": [{"role": "user", "content": "q"}]}, {"messages": []}])
     with pytest.raises(PromptFileError) as exc:
         read_instances(f)
     assert f"{f}:2:" in assert_one_line(exc)

@@ -72,7 +72,7 @@ def test_malformed_toml_names_the_line(tmp_path: Path) -> None:
         (('family = "x"', 'colour = "x"'), "unknown key(s) colour"),
         (('chat = "c"\n', 'chat = "nope"\n'), "unknown model 'nope'"),
         (('base = "b"', 'base = "c"'), "registered with role 'chat'"),
-        (('chat_template = true', 'chat_template = "yes"'), "must be a bool"),
+        (("chat_template = true", 'chat_template = "yes"'), "must be a bool"),
     ],
 )
 def test_invalid_entries_give_one_line(tmp_path: Path, change: tuple[str, str], needle: str) -> None:

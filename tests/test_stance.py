@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
+from release import release_dir
 
 from lite_align.errors import SamplesFileError
 from lite_align.metrics.stance import stance_summary
@@ -38,15 +36,6 @@ def test_labels_that_do_not_split_into_prompts_are_an_error() -> None:
         stance_summary(["yes"] * 7, 5, source="judge.jsonl")
     message = str(exc.value)
     assert "judge.jsonl" in message and "7 labels" in message and "5" in message
-
-
-def release_dir() -> Path:
-    env = os.environ.get("LITE_ALIGN_PAPER_RELEASE")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared/data/paper-release"
-    assert (root / "REFERENCE.md").is_file(), (
-        f"paper release not found at {root} (set LITE_ALIGN_PAPER_RELEASE)"
-    )
-    return root
 
 
 def stance_table() -> list[dict[str, str]]:

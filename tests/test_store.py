@@ -24,8 +24,17 @@ def test_append_and_read_back(tmp_path: Path) -> None:
         assert st.samples("base")[0].text == "héllo\nworld"
     lines = (tmp_path / "r" / "samples" / "base.jsonl").read_text(encoding="utf-8").splitlines()
     rec = json.loads(lines[0])
-    for key in ("prompt_id", "condition", "model", "sample_index", "seed", "text", "completion_tokens",
-                "finish_reason", "seconds"):
+    for key in (
+        "prompt_id",
+        "condition",
+        "model",
+        "sample_index",
+        "seed",
+        "text",
+        "completion_tokens",
+        "finish_reason",
+        "seconds",
+    ):
         assert key in rec
     assert read_manifest(tmp_path / "r")["identity"] == {"seed": 0}
 

@@ -4,21 +4,19 @@ the shipped stop words, word bags and lengths."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from release import conflictingqa
 
 from lite_align import text
 from lite_align.text import analyse, nltk_word_tokenize, response_length, tokenize, word_bag
 
 
 def release_root() -> Path:
-    env = os.environ.get("LITE_ALIGN_PAPER_RELEASE")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared/data/paper-release"
-    return root / "ConflictingQA" if (root / "ConflictingQA").is_dir() else root
+    return conflictingqa()
 
 
 # --------------------------------------------------------------------------------------------------
