@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, MissingDependencyError, ModelFileError, ModelNotFoundError
+from .sqlite_cache import delete_files, is_corrupt, open_versioned, unusable
 
 CACHE_FORMAT = "lite_align-embeddings"
 CACHE_VERSION = 1  # bump when the stored layout or the meaning of a vector changes
@@ -176,51 +177,22 @@ class VectorCache:
         }
 
     def _connect(self) -> sqlite3.Connection:
-        if self._conn is not None:
-            return self._conn
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise self._unusable(exc) from None
-        for attempt in range(2):
-            conn = None
-            try:
-                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-                # a rowid table: 1.5 KB rows fit two to a page (WITHOUT ROWID would spill each row
-                # to an overflow page and triple the file)
-                conn.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vec BLOB NOT NULL)")
-                conn.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", self._meta().items())
-                conn.execute("COMMIT")
-                stored = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-                if stored == self._meta():
-                    self._conn = conn
-                    return conn
-            except sqlite3.DatabaseError as exc:
-                if not _corrupt(exc):
-                    raise self._unusable(exc) from None
-            if conn is not None:
-                conn.close()
-            if attempt == 0:
-                self._delete_files()
-        raise ConfigError(f"cannot set up the embedding cache {self.path}; delete the file and run again")
+        if self._conn is None:
+            # a rowid table: 1.5 KB rows fit two to a page (WITHOUT ROWID would spill each row to an
+            # overflow page and triple the file)
+            tables = ["CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vec BLOB NOT NULL)"]
+            self._conn, rebuilt = open_versioned(
+                self.path, tables, self._meta(), what="embedding cache", synchronous_normal=True
+            )
+            self.rebuilt += rebuilt
+        return self._conn
 
     def _unusable(self, exc: Exception) -> ConfigError:
-        return ConfigError(
-            f"cannot use the embedding cache {self.path} ({exc}); free disk space, or set LITE_ALIGN_CACHE "
-            "to a writable folder on a local disk"
-        )
+        return unusable("embedding cache", self.path, exc)
 
     def _delete_files(self) -> None:
         self.rebuilt += 1
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            try:
-                Path(str(self.path) + suffix).unlink()
-            except FileNotFoundError:
-                pass
+        delete_files(self.path)
 
     def _reset(self) -> None:
         self.close()
@@ -238,7 +210,7 @@ class VectorCache:
                     if isinstance(blob, bytes) and len(blob) == nbytes:
                         found[bytes(key)] = np.frombuffer(blob, dtype="<f4")
         except sqlite3.DatabaseError as exc:
-            if not _corrupt(exc):
+            if not is_corrupt(exc):
                 raise self._unusable(exc) from None
             self._reset()  # damaged after opening: start afresh, everything is a miss this time
             return {}
@@ -259,7 +231,7 @@ class VectorCache:
                     raise
                 return
             except sqlite3.DatabaseError as exc:
-                if not _corrupt(exc) or attempt == 1:
+                if not is_corrupt(exc) or attempt == 1:
                     raise self._unusable(exc) from None
                 self._reset()
 
@@ -271,12 +243,6 @@ class VectorCache:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-def _corrupt(exc: sqlite3.DatabaseError) -> bool:
-    """A damaged or foreign file (rebuild it), as opposed to a locked, read-only or full one."""
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    return name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT"))
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -47,6 +47,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from lite_align.engine import GenerationRequest, SamplingParams
 from lite_align.errors import ConfigError, PromptFileError
+from lite_align.sqlite_cache import open_versioned, unusable
 
 __all__ = [
     "ASPECTS",
@@ -403,44 +404,17 @@ class JudgeCache:
         self._conn: sqlite3.Connection | None = None
 
     def _connect(self) -> sqlite3.Connection:
-        if self._conn is not None:
-            return self._conn
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise self._unusable(exc) from None
-        for attempt in range(2):
-            conn = None
-            try:
-                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS judgements (key TEXT PRIMARY KEY, task TEXT, model_sha256 TEXT, "
-                    "prompt_version TEXT, input_sha256 TEXT, raw TEXT NOT NULL, finish_reason TEXT NOT NULL)"
-                )
-                meta = {"format": CACHE_FORMAT, "version": str(CACHE_VERSION)}
-                conn.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", meta.items())
-                if dict(conn.execute("SELECT key, value FROM meta").fetchall()) == meta:
-                    self._conn = conn
-                    return conn
-            except sqlite3.DatabaseError as exc:
-                name = getattr(exc, "sqlite_errorname", "") or ""
-                if not name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
-                    raise self._unusable(exc) from None
-            if conn is not None:
-                conn.close()
-            if attempt == 0:
-                for suffix in ("", "-wal", "-shm"):
-                    with contextlib.suppress(FileNotFoundError):
-                        Path(str(self.path) + suffix).unlink()
-        raise ConfigError(f"cannot set up the judge cache {self.path}; delete the file and run again")
+        if self._conn is None:
+            tables = [
+                "CREATE TABLE IF NOT EXISTS judgements (key TEXT PRIMARY KEY, task TEXT, model_sha256 TEXT, "
+                "prompt_version TEXT, input_sha256 TEXT, raw TEXT NOT NULL, finish_reason TEXT NOT NULL)"
+            ]
+            meta = {"format": CACHE_FORMAT, "version": str(CACHE_VERSION)}
+            self._conn, _ = open_versioned(self.path, tables, meta, what="judge cache")
+        return self._conn
 
     def _unusable(self, exc: Exception) -> ConfigError:
-        return ConfigError(
-            f"cannot use the judge cache {self.path} ({exc}); "
-            "free disk space or set LITE_ALIGN_CACHE to a writable folder"
-        )
+        return unusable("judge cache", self.path, exc)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
         """key -> (raw reply, finish reason) for the keys present."""
