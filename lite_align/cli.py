@@ -149,6 +149,9 @@ def run(
     progress = RichProgress(enabled=True)
     progress.log(f"run directory: {prep.out_dir}")
     manifest, results = execute(prep, progress, embedder=encoder)
+    from .engine import raise_if_interrupted
+
+    raise_if_interrupted()  # a Ctrl-C that landed in a llama.cpp callback still ends with 130
 
     if json_out:
         report.print_json({"run_dir": str(prep.out_dir), **results})

@@ -73,9 +73,9 @@ PRESETS = {
     ),
     "quick": Preset(
         "quick",
-        limit=8,
+        limit=10,
         samples=5,
-        max_tokens=96,
-        description="a laptop-sized study: 8 prompts, 5 samples, 96 new tokens, the paper's sampler",
+        max_tokens=128,
+        description="a laptop-sized study: 10 prompts, 5 samples, 128 new tokens, the paper's sampler",
     ),
 }

@@ -225,7 +225,11 @@ _log_last_level = 0
 _interrupted = False  # a Ctrl-C that arrived inside the log callback, raised by _reraise_interrupt
 
 
-def _reraise_interrupt() -> None:
+def raise_if_interrupted() -> None:
+    """Raise the KeyboardInterrupt a Ctrl-C caused inside llama.cpp's log callback, if any.
+
+    Called after every llama.cpp call that may log at length (loading, decoding, freeing) and by
+    the CLI before it reports success, so a Ctrl-C is never lost, only deferred to a safe point."""
     global _interrupted
     if _interrupted:
         _interrupted = False
@@ -383,7 +387,7 @@ class LlamaCppGenerator:
         model = llama.llama_model_load_from_file(str(self.model_path).encode(), model_params)
         if model:
             self._model = model
-        _reraise_interrupt()
+        raise_if_interrupted()
         if not model:
             raise ModelFileError(
                 f"llama.cpp could not load {self.model_path}; check that its architecture "
@@ -430,7 +434,7 @@ class LlamaCppGenerator:
         ctx = llama.llama_init_from_model(model, ctx_params)
         if ctx:
             self._ctx = ctx
-        _reraise_interrupt()
+        raise_if_interrupted()
         if not ctx:
             self.close()
             raise GenerationError(
@@ -484,6 +488,7 @@ class LlamaCppGenerator:
         if self._model:
             llama.llama_model_free(self._model)
             self._model = None
+        raise_if_interrupted()
 
     def __enter__(self) -> LlamaCppGenerator:
         return self
@@ -919,7 +924,7 @@ class LlamaCppGenerator:
                 )
             )
         ret = self._llama.llama_decode(self._ctx, self._batch)
-        _reraise_interrupt()
+        raise_if_interrupted()
         if ret != 0:
             hint = "the KV cache is full: raise n_ctx or lower max_sequences" if ret == 1 else "see the log"
             raise GenerationError(f"llama_decode failed with code {ret} ({hint})")

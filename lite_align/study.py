@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from . import prompts as fmt
 from .conditions import GREEDY_SUFFIX, TEACHER, is_greedy, is_teacher, sampled_twin
 from .data import PromptSet, Sample
+from .engine import raise_if_interrupted
 from .errors import GenerationError
 from .prompts import Example, PromptTexts
 from .store import RunStore
@@ -239,6 +240,7 @@ class Study:
                 prompt_tokens=res.prompt_tokens,
             )
             self.store.append(Path(res.key[0]), sample)
+            raise_if_interrupted()  # a Ctrl-C deferred by llama.cpp's log callback stops here, sample saved
             self.generated += 1
             self.progress.advance()
         self.progress.finish()
