@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import resource
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -24,7 +23,7 @@ from .prompts import load_prompt_set, load_prompt_texts
 from .readers import read_samples
 from .registry import Registry, load_registry, resolve_model_arg
 from .store import RunStore
-from .study import ModelRef, Progress, Study, StudyPlan, StudySettings, settings_dict
+from .study import ModelRef, Progress, Study, StudyPlan, StudySettings, peak_rss_mb, settings_dict
 
 
 @dataclass(frozen=True)
@@ -217,10 +216,6 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def open_llama(opts: RunOptions) -> Any:
     def opener(ref: ModelRef, n_ctx: int | None = None) -> Any:
         """``n_ctx``: the context one sequence needs (prompt + answer); KV memory grows with it."""
@@ -339,6 +334,7 @@ def execute(
             skipped=summary["skipped"],
             dropped_examples=summary["dropped_examples"],
             peak_rss_mb=round(peak_rss_mb(), 1),
+            peak_rss_mb_by_phase={**summary["peak_rss_mb_by_phase"], "after_analysis": round(peak_rss_mb(), 1)},
             status="complete",
             resumed=store.resumed,
             repaired_lines=store.repaired,

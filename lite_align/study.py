@@ -89,6 +89,13 @@ class StudyPlan:
     summarizer: ModelRef  # the teacher unless --summarizer names another model
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (Linux reports KB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def derive_seed(run_seed: int, *parts: object) -> int:
     """A sample's own seed from (run seed, prompt id, sample index), stable across processes.
 
@@ -207,6 +214,7 @@ class Study:
         self.engine_timings: dict[str, dict[str, float]] = {}
         self.skipped: list[dict[str, Any]] = []
         self.dropped_examples: dict[str, int] = {}
+        self.peak_rss_mb: dict[str, float] = {}  # the process's peak so far, after each phase
         self.generated = 0
 
     # --- bookkeeping ---------------------------------------------------------------------
@@ -279,11 +287,13 @@ class Study:
         t0 = time.perf_counter()
         self._teacher_phase(conds)
         self.timings["teacher_s"] = time.perf_counter() - t0
+        self.peak_rss_mb["after_teacher"] = peak_rss_mb()
         base_conds = [c for c in conds if not is_teacher(c)]
         if base_conds:
             t1 = time.perf_counter()
             self._base_phase(base_conds)
             self.timings["base_s"] = time.perf_counter() - t1
+            self.peak_rss_mb["after_base"] = peak_rss_mb()
 
     def _teacher_phase(self, conds: Sequence[str]) -> None:
         plan, s = self.plan, self.s
@@ -658,6 +668,7 @@ class Study:
             "generated_now": self.generated,
             "skipped": self.skipped,
             "dropped_examples": self.dropped_examples,
+            "peak_rss_mb_by_phase": {k: round(v, 1) for k, v in self.peak_rss_mb.items()},
         }
 
 
