@@ -50,11 +50,30 @@ def recover_paths(
     ref = _single(reference, "--reference")
     base = _single(baseline, "--baseline") if baseline else None
     cands = _sets_by_path(candidates)
+    _check_line_counts(ref, [*cands.values(), *([base] if base else [])])
     encoder = _embedder(embedder) if embeddings else None
     if base is not None:
         # greedy comparisons: the reference's (greedy) sample 0 against the sampled baseline
         return recover_table(ref, cands, encoder, baseline=base, greedy_reference=ref)
     return recover_table(ref, cands, encoder)
+
+
+def _check_line_counts(reference: SampleSet, others: list[SampleSet]) -> None:
+    """Released samples files are aligned line by line with their prompt set: a file with another
+    line count than the reference belongs to another prompt set (or was cut short), and comparing
+    the lines they share would silently measure a subset. lite_align runs may lack skipped prompts,
+    so they are matched by prompt id instead."""
+    from .readers import check_aligned
+
+    def is_run(s: SampleSet) -> bool:
+        return str(s.settings.get("format", "")).startswith("lite_align.run")
+
+    if is_run(reference):
+        return
+    paper = [s for s in others if not is_run(s)]
+    check_aligned(
+        paper, reference.n_prompts + reference.n_failed, against=f"the reference {reference.source or reference.label}"
+    )
 
 
 def stance_of_paths(paths: list[str], samples_per_prompt: int) -> dict[str, Any]:

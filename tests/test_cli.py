@@ -357,3 +357,14 @@ def test_explain_names_a_missing_condition(tiny_run: tuple[subprocess.CompletedP
     assert_one_line_error(
         run_cli("explain", "--base", f"{out}#nope", "--aligned", f"{out}#chat"), "no condition 'nope'"
     )
+
+
+def test_samples_file_with_another_line_count_than_the_reference(tmp_path: Path) -> None:
+    from release import conflictingqa
+
+    outputs = conflictingqa() / "outputs"
+    short = tmp_path / "short" / "samples.jsonl"
+    short.parent.mkdir()
+    short.write_text("".join((outputs / "mistral" / "samples.jsonl").read_text().splitlines(True)[:100]))
+    res = run_cli("recover", "--lexical-only", "--reference", str(outputs / "gpt-3.5-turbo"), str(short.parent))
+    assert_one_line_error(res, "100 prompts, but the reference", "has 434")
