@@ -81,9 +81,9 @@ def recover_table(
     out: dict[str, Any] = {}
     for name, cand in candidates.items():
         greedy = max_samples(cand) < 2 and greedy_reference is not None
-        ref = greedy_reference if greedy else reference
+        ref = greedy_reference if greedy and greedy_reference is not None else reference
         base = (baseline or reference) if greedy else baseline
-        row = {sim.name: cross_similarity(ref, cand, sim, baseline=base).to_json() for sim in sims}
+        row: dict[str, Any] = {sim.name: cross_similarity(ref, cand, sim, baseline=base).to_json() for sim in sims}
         row["verdict"] = verdict(row)
         out[name] = row
     return out

@@ -479,7 +479,7 @@ class Study:
             }
         teacher0 = self.teacher_answers()
         n = len(prompts)
-        vectors = None
+        vectors: Any = None
         if kind == "icl-knn":
             if self.embed_prompts is None:
                 raise GenerationError("icl-knn needs the sentence embedder; install it with ./install.sh")
