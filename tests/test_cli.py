@@ -368,3 +368,42 @@ def test_samples_file_with_another_line_count_than_the_reference(tmp_path: Path)
     short.write_text("".join((outputs / "mistral" / "samples.jsonl").read_text().splitlines(True)[:100]))
     res = run_cli("recover", "--lexical-only", "--reference", str(outputs / "gpt-3.5-turbo"), str(short.parent))
     assert_one_line_error(res, "100 prompts, but the reference", "has 434")
+
+
+def test_a_full_disk_stops_the_run_with_one_line_and_keeps_what_was_written(
+    tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path
+) -> None:
+    # the process sees ENOSPC from the 6th fsync on, as on a disk that just filled up
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import errno, os\n"
+        "_real, _calls = os.fsync, [0]\n"
+        "def _fsync(fd):\n"
+        "    _calls[0] += 1\n"
+        "    if _calls[0] > 5:\n"
+        "        raise OSError(errno.ENOSPC, 'No space left on device')\n"
+        "    return _real(fd)\n"
+        "os.fsync = _fsync\n"
+    )
+    out = tmp_path / "full"
+    args = tiny_args(
+        tiny_base_gguf,
+        tiny_chat_gguf,
+        out,
+        "--limit",
+        "3",
+        "--samples",
+        "3",
+        "--max-tokens",
+        "8",
+        "--conditions",
+        "base",
+    )
+    res = run_cli(*args, env={"PYTHONPATH": str(hook)})
+    assert_one_line_error(res, "disk full while writing", "rerun the same command to resume")
+    lines = (out / "samples" / "chat.jsonl").read_bytes().splitlines()
+    assert lines and all(json.loads(line)["condition"] == "chat" for line in lines)  # nothing damaged
+    again = run_cli(*args)  # space again: the run resumes and completes
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(records(out)["chat"]) == 9 and len(records(out)["base"]) == 9

@@ -1,0 +1,191 @@
+"""Property-based tests (hypothesis) for every reader of user files: whatever bytes a user hands
+over, a reader returns data or raises the project's one-line error, never anything else; and what
+a writer wrote, the reader reads back."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lite_align.errors import LiteAlignError, PromptFileError, RunDirError, SamplesFileError
+from lite_align.prompts import load_prompt_set
+from lite_align.readers import normalise_text, read_instances, read_samples, read_stance_labels
+from lite_align.registry import load_registry
+from lite_align.store import read_manifest, repair_tail
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+JSONISH = st.sampled_from(
+    [
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b'"',
+        b":",
+        b",",
+        b"\n",
+        b" ",
+        b"\\",
+        b"prompt",
+        b"outputs",
+        b"generated_text",
+        b"ok",
+        b"true",
+        b"false",
+        b"null",
+        b"message",
+        b"content",
+        b"error",
+        b"messages",
+        b"role",
+        b"user",
+        b"1",
+        b"\xff",
+        b"\xc3\xa9",
+        b"```",
+        b"prompt_id",
+        b"text",
+    ]
+)
+USER_BYTES = st.one_of(st.binary(max_size=300), st.lists(JSONISH, max_size=60).map(b"".join))
+TEXT = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40)
+
+
+def write(name: str, data: bytes) -> Path:
+    d = Path(tempfile.mkdtemp())
+    p = d / name
+    p.write_bytes(data)
+    return p
+
+
+@SETTINGS
+@given(USER_BYTES)
+def test_samples_reader_returns_sets_or_a_samples_error(data: bytes) -> None:
+    try:
+        sets = read_samples(write("samples.jsonl", data))
+    except SamplesFileError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert all(s.n_prompts + s.n_failed >= 0 for s in sets)
+
+
+@SETTINGS
+@given(st.lists(st.one_of(st.none(), st.lists(TEXT, min_size=1, max_size=4)), min_size=1, max_size=8))
+def test_server_style_round_trip(lines: list[list[str] | None]) -> None:
+    rows = [
+        {"error": "boom"} if texts is None else {"prompt": "q", "outputs": [{"generated_text": t} for t in texts]}
+        for texts in lines
+    ]
+    path = write("samples.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    (got,) = read_samples(path)
+    assert got.n_failed == sum(texts is None for texts in lines)
+    for pid, texts in enumerate(lines):
+        if texts is not None:
+            assert got.by_prompt[pid] == tuple(normalise_text(t) for t in texts)
+
+
+@SETTINGS
+@given(st.lists(st.one_of(st.none(), st.lists(TEXT, min_size=1, max_size=4)), min_size=1, max_size=8))
+def test_openai_style_round_trip(lines: list[list[str] | None]) -> None:
+    rows = [
+        {"ok": False}
+        if texts is None
+        else {
+            "ok": True,
+            "outputs": [{"index": i, "message": {"role": "assistant", "content": t}} for i, t in enumerate(texts)],
+        }
+        for texts in lines
+    ]
+    path = write("samples.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    (got,) = read_samples(path)
+    assert got.n_failed == sum(texts is None for texts in lines)
+    assert sorted(got.by_prompt) == [i for i, t in enumerate(lines) if t is not None]
+
+
+@SETTINGS
+@given(USER_BYTES)
+def test_instance_reader_returns_prompts_or_a_prompt_error(data: bytes) -> None:
+    try:
+        pset = read_instances(write("data.jsonl", data))
+    except PromptFileError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert len(pset) >= 1 and all(isinstance(p.text, str) for p in pset.prompts)
+
+
+@SETTINGS
+@given(st.lists(TEXT.filter(lambda t: t.strip() != ""), min_size=1, max_size=6))
+def test_instance_round_trip(texts: list[str]) -> None:
+    lines = "".join(json.dumps({"messages": [{"role": "user", "content": t}]}) + "\n" for t in texts)
+    assert read_instances(write("data.jsonl", lines.encode())).texts() == texts
+
+
+@SETTINGS
+@given(USER_BYTES)
+def test_prompt_text_file_reader(data: bytes) -> None:
+    try:
+        pset = load_prompt_set(str(write("mine.txt", data)))
+    except PromptFileError as exc:
+        assert "\n" not in str(exc)
+        text = data.decode("utf-8", errors="replace")
+        assert "not UTF-8" in str(exc) or not [
+            ln for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")
+        ]
+        return
+    expected = [s for s in (ln.strip() for ln in data.decode("utf-8").splitlines()) if s and not s.startswith("#")]
+    assert pset.texts() == expected
+
+
+@SETTINGS
+@given(USER_BYTES)
+def test_stance_label_reader(data: bytes) -> None:
+    try:
+        labels = read_stance_labels(write("samples.jsonl", data))
+    except SamplesFileError:
+        return
+    assert all(label is None or isinstance(label, str) for label in labels)
+
+
+@SETTINGS
+@given(st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode)))
+def test_registry_reader_returns_a_registry_or_a_registry_error(data: bytes) -> None:
+    try:
+        load_registry(write("models.toml", data))
+    except LiteAlignError as exc:
+        assert "\n" not in str(exc)
+
+
+@SETTINGS
+@given(USER_BYTES)
+def test_manifest_reader(data: bytes) -> None:
+    p = write("manifest.json", data)
+    try:
+        read_manifest(p.parent)
+    except RunDirError as exc:
+        assert "\n" not in str(exc)
+
+
+@SETTINGS
+@given(
+    st.lists(st.dictionaries(st.text(max_size=5), st.integers(), max_size=3), max_size=5),
+    st.binary(max_size=80).map(lambda b: b.replace(b"\n", b"")),
+    st.booleans(),
+)
+def test_a_torn_tail_is_cut_and_complete_lines_kept(records: list[dict[str, int]], tail: bytes, newline: bool) -> None:
+    """A kill leaves complete lines and at most one partial last line (with or without its
+    newline): repair keeps exactly the complete, well-formed lines."""
+    good = "".join(json.dumps(r) + "\n" for r in records).encode()
+    torn = tail + (b"\n" if newline and tail else b"")
+    p = write("x.jsonl", good + torn)
+    repair_tail(p)
+    kept = p.read_bytes()
+    try:
+        json.loads(torn)
+        whole = newline and bool(tail)
+    except ValueError:
+        whole = False
+    assert kept == (good + torn if whole else good)
