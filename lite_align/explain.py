@@ -387,18 +387,22 @@ def _sanity(
     flagged = [v for (pid, i), v in base_verdicts if not flags[pid][i].passed]
     passed = [v for (pid, i), v in base_verdicts if flags[pid][i].passed]
     flagged_help, passed_help = mean_help(flagged), mean_help(passed)
-    # sound: the probes score below the bar, and flagged responses below passing ones (when both exist)
+    # sound: the probes score below the bar, real answers that pass the filters score above the
+    # probes (a judge giving 1 to everything must not pass), and flagged responses below passing ones
     sound = (
         empty_help is not None
         and copied_help is not None
         and max(empty_help, copied_help) < HELPFUL_BAR
-        and (flagged_help is None or passed_help is None or flagged_help < passed_help)
+        and passed_help is not None
+        and passed_help > max(empty_help, copied_help)
+        and (flagged_help is None or flagged_help < passed_help)
     )
     return {
         "empty_answer_helpfulness": empty_help,
         "question_copied_helpfulness": copied_help,
         "probes": k,
-        "expected": f"both below {HELPFUL_BAR}; flagged responses below passing ones",
+        "expected": f"both below {HELPFUL_BAR}, real answers that pass the filters above both, "
+        "flagged responses below passing ones",
         "filter_agreement": {
             "helpfulness_flagged": flagged_help,
             "helpfulness_passed": passed_help,

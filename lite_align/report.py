@@ -682,8 +682,9 @@ def render_explain(con: Console, ex: Mapping[str, Any]) -> None:
         title="information aggregation: how much of what the other base answers say one answer covers",
         box=box.SIMPLE_HEAVY,
     )
-    for col in ("by", "one aligned answer", "one base answer"):
-        c.add_column(col, justify="left" if col == "by" else "right", no_wrap=True)
+    c.add_column("by", ratio=1, min_width=12)
+    for col in ("one aligned answer", "one base answer"):
+        c.add_column(col, justify="right", no_wrap=True)
     for key, label in (("wordbag", "word bags"), ("embedding", f"sentences (cos ≥ {cov.get('threshold', '')})")):
         r = cov.get(key)
         if r:
@@ -706,7 +707,7 @@ def render_explain(con: Console, ex: Mapping[str, Any]) -> None:
     filters = quality.get("filters", {})
     if filters:
         q = Table(title="quality control: judge-free filters (share of responses)", box=box.SIMPLE_HEAVY)
-        q.add_column("filter", no_wrap=True)
+        q.add_column("filter", ratio=1, min_width=12)
         for role in filters:
             q.add_column(short_label(str(filters[role].get("label", role))), justify="right", no_wrap=True)
         names = list(next(iter(filters.values())).get("flagged", {}))
@@ -728,7 +729,7 @@ def render_explain(con: Console, ex: Mapping[str, Any]) -> None:
                 *([""] * (len(filters) - 1)),
             )
             q.add_row(
-                "base embedding diversity: raw → passing",
+                "base embedding div., raw → passing",
                 f"{_f(d.get('embedding_raw_kept'))} → {_f(d.get('embedding_filtered'))}",
                 *([""] * (len(filters) - 1)),
             )
@@ -748,18 +749,19 @@ def render_explain(con: Console, ex: Mapping[str, Any]) -> None:
     stance = ex.get("stance")
     if stance:
         s = Table(title="stance: distributional vs Overton pluralism (judge labels)", box=box.SIMPLE_HEAVY)
-        for col in ("set", "yes", "no", "both", "other", "prompts with a yes and a no", "responses labelled both"):
-            s.add_column(col, justify="left" if col == "set" else "right", no_wrap=True)
+        s.add_column("set", ratio=1, min_width=6)
+        for col in ("yes", "no", "both", "other", "prompts with\na yes and a no", "responses\nlabelled both"):
+            s.add_column(col, justify="right", no_wrap=True)
         for role, r in stance.items():
             ci = r.get("ci", {})
             s.add_row(
                 short_label(str(r.get("label", role))),
-                _f(r.get("yes")),
-                _f(r.get("no")),
-                _f(r.get("both")),
-                _f(r.get("other")),
-                f"{_f(r.get('prompts_with_yes_and_no'))} {_ci(ci.get('prompts_with_yes_and_no'))}",
-                f"{_f(r.get('both'))} {_ci(ci.get('both'))}",
+                _f(r.get("yes"), 2),
+                _f(r.get("no"), 2),
+                _f(r.get("both"), 2),
+                _f(r.get("other"), 2),
+                f"{_f(r.get('prompts_with_yes_and_no'), 2)} {_ci(ci.get('prompts_with_yes_and_no'), 2)}",
+                f"{_f(r.get('both'), 2)} {_ci(ci.get('both'), 2)}",
             )
         con.print(s)
     judge = ex.get("judge")
@@ -767,9 +769,11 @@ def render_explain(con: Console, ex: Mapping[str, Any]) -> None:
         sanity = judge.get("sanity", {})
         verdict = "[green]passed[/green]" if sanity.get("passed") else "[red]failed[/red]"
         con.print(
-            f"judge {judge.get('name', '')}: sanity check {verdict} (an empty answer scored "
-            f"{_f(sanity.get('empty_answer_helpfulness'), 1)}, the question copied back "
-            f"{_f(sanity.get('question_copied_helpfulness'), 1)}; {sanity.get('expected', '')}). "
+            f"judge {judge.get('model', '')}: sanity check {verdict} (helpfulness of an empty answer "
+            f"{_f(sanity.get('empty_answer_helpfulness'), 1)}, of the question copied back "
+            f"{_f(sanity.get('question_copied_helpfulness'), 1)}, of real answers that pass the filters "
+            f"{_f((sanity.get('filter_agreement') or {}).get('helpfulness_passed'), 1)}; expected: "
+            f"{sanity.get('expected', '')}). "
             f"{judge.get('weak_judge_warning', '')}",
             soft_wrap=False,
         )
