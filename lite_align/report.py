@@ -226,6 +226,17 @@ def render_header(con: Console, manifest: Mapping[str, Any]) -> None:
             f"[bold]time[/bold] {timings.get('total_s', 0):.0f} s in all · peak memory "
             f"{manifest.get('peak_rss_mb', 0):.0f} MB"
         )
+    dropped = manifest.get("dropped_examples") or {}
+    if dropped:
+        lines.append(
+            "[yellow]context[/yellow] in-context examples dropped to fit the base model's context: "
+            + ", ".join(f"{c} {n}" for c, n in dropped.items())
+        )
+    skipped = manifest.get("skipped") or []
+    if skipped:
+        shown = ", ".join(f"{x.get('condition')} prompt {x.get('prompt_id')}" for x in skipped[:6])
+        more = f" and {len(skipped) - 6} more" if len(skipped) > 6 else ""
+        lines.append(f"[yellow]skipped[/yellow] too long for the model's context: {shown}{more} (see manifest.json)")
     con.print(Panel("\n".join(lines), title="[bold]lite_align study[/bold]", expand=False))
 
 

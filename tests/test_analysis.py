@@ -48,3 +48,20 @@ def test_finding_names_the_more_diverse_model_per_measure() -> None:
     assert "chat model's samples are more diverse by distinct prefixes 0.950 vs 0.900" in text
     assert "chat answers average 90 words against 60 for base" in text
     assert finding({"base": div["base"]}) == ""
+
+
+def test_the_report_header_names_skipped_prompts_and_dropped_examples() -> None:
+    import io
+
+    from lite_align import report
+
+    manifest = {
+        "settings": {"preset": "quick", "samples": 5, "max_tokens": 96},
+        "dropped_examples": {"icl-knn": 4},
+        "skipped": [{"condition": "icl-knn", "prompt_id": 7, "reason": "prompt longer than the base model's context"}],
+    }
+    buf = io.StringIO()
+    report.render_header(report.console(120, buf), manifest)
+    text = " ".join(buf.getvalue().split())
+    assert "examples dropped to fit the base model's context: icl-knn 4" in text
+    assert "too long for the model's context: icl-knn prompt 7" in text

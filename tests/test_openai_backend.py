@@ -27,6 +27,7 @@ KEY = "sk-test-0123456789"
 FAST = RetryPolicy(attempts=4, base_delay_s=0.01, max_delay_s=0.05, deadline_s=30, timeout_s=10)
 T1 = SamplingParams(temperature=1.0, repetition_penalty=1.1, max_tokens=12)
 
+
 @pytest.fixture
 def server_deps() -> None:
     """The loopback tests need llama-cpp-python's [server] extra (the dev extra brings it): fail, not skip."""
