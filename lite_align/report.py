@@ -464,36 +464,46 @@ def render_models(con: Console, rows: Sequence[Mapping[str, Any]], pairs: Sequen
 # --- paper-release commands -------------------------------------------------------------------
 
 
-def render_stance(con: Console, table: Mapping[str, Mapping[str, Any]]) -> None:
-    t = Table(title="Stance (judge labels)", box=box.SIMPLE_HEAVY)
-    cols = (
-        "samples",
-        "labelled",
-        "yes",
-        "no",
-        "both (Overton)",
-        "other",
-        "unparsed",
-        "prompts with a yes and a no (distributional)",
-        "prompts with any both",
-    )
+def _stance_table(rows: Mapping[str, Mapping[str, Any]], title: str, *, with_ci: bool) -> Table:
+    """Label shares and pluralism per labelled set (``metrics.stance`` JSON), one row a set."""
+    t = Table(title=title, box=box.SIMPLE_HEAVY, show_edge=False, pad_edge=False)
+    t.add_column("set", ratio=1, min_width=6)
+    cols = ("labels", "yes", "no", "both", "other", "unparsed", "yes & no\nprompts", "any both\nprompts")
     for col in cols:
-        t.add_column(col, justify="left" if col == "samples" else "right")
-    for name, r in table.items():
-        ci = r.get("ci", {})
+        t.add_column(col, justify="right", no_wrap=True)
+
+    def cell(r: Mapping[str, Any], key: str) -> str:
+        ci = _ci(r.get("ci", {}).get(key), 3) if with_ci else ""
+        return f"{_f(r.get(key), 3)} {ci}".strip()
+
+    for name, r in rows.items():
         t.add_row(
-            name,
+            short_label(str(r.get("label", name))),
             str(r.get("n_labelled", "")),
-            _f(r.get("yes")),
-            _f(r.get("no")),
-            f"{_f(r.get('both'))} {_ci(ci.get('both'))}",
-            _f(r.get("other")),
+            _f(r.get("yes"), 3),
+            _f(r.get("no"), 3),
+            cell(r, "both"),
+            _f(r.get("other"), 3),
             str(r.get("n_unparsed", 0)),
-            f"{_f(r.get('prompts_with_yes_and_no'))} {_ci(ci.get('prompts_with_yes_and_no'))}",
-            f"{_f(r.get('prompts_with_both'))} {_ci(ci.get('prompts_with_both'))}",
+            cell(r, "prompts_with_yes_and_no"),
+            cell(r, "prompts_with_both"),
         )
+    return t
+
+
+def render_stance(con: Console, table: Mapping[str, Mapping[str, Any]], title: str = "Stance (judge labels)") -> None:
+    """The stance table with intervals, or without them when the terminal is too narrow."""
+    t = _stance_table(table, title, with_ci=True)
+    if Measurement.get(con, con.options.update_width(10_000), t).maximum > con.width:
+        t = _stance_table(table, title, with_ci=False)
     con.print(t)
-    con.print(Text("Shares of labelled responses; intervals are 95% bootstrap intervals over prompts.", style="dim"))
+    con.print(
+        Text(
+            "Shares of labelled responses; both = Overton pluralism; yes & no prompts = share of prompts whose "
+            "samples hold a yes and a no (distributional pluralism); 95% bootstrap intervals over prompts.",
+            style="dim",
+        )
+    )
 
 
 def render_bench(con: Console, result: Mapping[str, Any]) -> None:
@@ -759,22 +769,7 @@ def render_explain(con: Console, ex: Mapping[str, Any]) -> None:
         con.print(j)
     stance = ex.get("stance")
     if stance:
-        s = Table(title="stance: distributional vs Overton pluralism (judge labels)", box=box.SIMPLE_HEAVY)
-        s.add_column("set", ratio=1, min_width=6)
-        for col in ("yes", "no", "both", "other", "prompts with\na yes and a no", "responses\nlabelled both"):
-            s.add_column(col, justify="right", no_wrap=True)
-        for role, r in stance.items():
-            ci = r.get("ci", {})
-            s.add_row(
-                short_label(str(r.get("label", role))),
-                _f(r.get("yes"), 2),
-                _f(r.get("no"), 2),
-                _f(r.get("both"), 2),
-                _f(r.get("other"), 2),
-                f"{_f(r.get('prompts_with_yes_and_no'), 2)} {_ci(ci.get('prompts_with_yes_and_no'), 2)}",
-                f"{_f(r.get('both'), 2)} {_ci(ci.get('both'), 2)}",
-            )
-        con.print(s)
+        render_stance(con, stance, "stance: distributional vs Overton pluralism (judge labels)")
     judge = ex.get("judge")
     if judge:
         sanity = judge.get("sanity", {})

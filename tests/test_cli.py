@@ -407,3 +407,14 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_what_was_written(
     again = run_cli(*args)  # space again: the run resumes and completes
     assert again.returncode == 0, again.stderr[-2000:]
     assert len(records(out)["chat"]) == 9 and len(records(out)["base"]) == 9
+
+
+def test_stance_table_fits_80_columns_with_the_papers_figures() -> None:
+    from release import conflictingqa
+
+    judged = conflictingqa() / "eval-stance"
+    res = run_cli("stance", str(judged / "llama-2-base"), str(judged / "gpt-3.5-turbo"), env={"COLUMNS": "80"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert all(len(line) <= 80 for line in res.stdout.splitlines())
+    for figure in ("0.491", "0.395", "0.078", "0.724", "0.311", "0.526", "0.046", "0.696"):
+        assert figure in res.stdout, figure
