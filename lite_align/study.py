@@ -106,6 +106,9 @@ def derive_seed(run_seed: int, *parts: object) -> int:
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") & 0x7FFFFFFF
 
 
+# per prompt id: the in-context examples, the query and the summary hint (None: the condition has none)
+BaseInputs = dict[int, tuple[list[Example], str, str | None]]
+
 OpenGenerator = Callable[..., Generator]  # (ModelRef, *, n_ctx: int | None) -> Generator
 
 # Characters a chat template adds around one user message (role markers, special tokens).
@@ -458,7 +461,7 @@ class Study:
         return own, static
 
     # --- the base model's prompts ----------------------------------------------------------
-    def base_inputs(self, condition: str) -> dict[int, tuple[list[Example], str, str | None]]:
+    def base_inputs(self, condition: str) -> BaseInputs:
         """Per prompt id: the in-context examples (in prompt order), the query and the summary hint
         (None when the condition has none) of one base condition (sampled or greedy)."""
         plan, s = self.plan, self.s
@@ -484,7 +487,7 @@ class Study:
             if self.embed_prompts is None:
                 raise GenerationError("icl-knn needs the sentence embedder; install it with ./install.sh")
             vectors = self.embed_prompts([prompts[i] for i in range(n)])
-        out: dict[int, tuple[list[Example], str, str | None]] = {}
+        out: BaseInputs = {}
         for pid, t in prompts.items():
             ids = (
                 fmt.random_neighbours(n, pid, s.k, s.seed)
@@ -499,15 +502,18 @@ class Study:
             return fmt.zero_shot(query)
         return fmt.in_context(self.plan.texts.system, examples, query, summary)
 
-    def base_prompts(self, condition: str, fits: Callable[[str], bool] | None = None) -> dict[int, str]:
+    def base_prompts(
+        self, condition: str, fits: Callable[[str], bool] | None = None, inputs: BaseInputs | None = None
+    ) -> dict[int, str]:
         """The rendered prompt of every prompt id for one base condition.
 
         With ``fits`` (does this prompt leave room for the answer in the model's context?), a prompt
         that does not fit loses in-context examples from the end (the least similar, for knn) until
         it does; a prompt that does not fit even without examples is left out and recorded in
-        ``self.skipped``. Dropped examples are counted in ``self.dropped_examples``."""
+        ``self.skipped``. Dropped examples are counted in ``self.dropped_examples``. ``inputs``:
+        the condition's ``base_inputs`` when the caller already has them."""
         out: dict[int, str] = {}
-        for pid, (examples, query, summary) in self.base_inputs(condition).items():
+        for pid, (examples, query, summary) in (inputs or self.base_inputs(condition)).items():
             kept = list(examples)
             text = self.render_base(condition, kept, query, summary)
             while fits is not None and not fits(text) and kept:
@@ -558,23 +564,32 @@ class Study:
 
     def _base_phase(self, conds: Sequence[str]) -> None:
         plan, s = self.plan, self.s
-        full = [self.render_base(c, *inputs) for c in conds for inputs in self.base_inputs(c).values()]
+        # a greedy twin has its sampled condition's prompts: examples are chosen (knn embeds every
+        # prompt) and the teacher's texts read once per sampled condition
+        inputs = {kind: self.base_inputs(kind) for kind in dict.fromkeys(sampled_twin(c) for c in conds)}
+        full = [self.render_base(kind, *i) for kind, by_id in inputs.items() for i in by_id.values()]
         gen = self.open_generator(plan.base, n_ctx=context_for(max(map(len, full)), s.max_tokens))
         try:
             gen = self._sized(plan.base, gen, full, s.max_tokens)
             self._preflight(gen)
-            reqs = self._base_requests(conds, self._fits(gen, s.max_tokens))
+            reqs = self._base_requests(conds, self._fits(gen, s.max_tokens), inputs)
             self._run(gen, Path(), "base", plan.base.name, reqs, f"base {plan.base.name}")
             self.engine_timings[f"base:{plan.base.name}"] = dict(gen.timings)
         finally:
             gen.close()
 
-    def _base_requests(self, conds: Sequence[str], fits: Callable[[str], bool] | None) -> list[Any]:
-        """Every base condition's missing samples, as requests (the shared prompt part as prefix)."""
+    def _base_requests(
+        self,
+        conds: Sequence[str],
+        fits: Callable[[str], bool] | None,
+        inputs: Mapping[str, BaseInputs] | None = None,
+    ) -> list[Any]:
+        """Every base condition's missing samples, as requests (the shared prompt part as prefix).
+        ``inputs``: ``base_inputs`` by sampled condition, when already computed."""
         plan, s = self.plan, self.s
         reqs: list[Any] = []
         for cond in conds:
-            rendered = self.base_prompts(cond, fits)
+            rendered = self.base_prompts(cond, fits, (inputs or {}).get(sampled_twin(cond)))
             prefix = fmt.shared_prefix(list(rendered.values())) if len(rendered) > 1 else ""
             greedy = is_greedy(cond)
             reqs += self._requests_for(

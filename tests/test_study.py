@@ -141,3 +141,23 @@ def test_context_estimate_covers_prompt_and_answer() -> None:
 
     assert context_for(0, 10) == 256
     assert context_for(3000, 700) == 1792  # 1000 + 700 + 16 rounded up to 256 cells
+
+
+def test_the_base_phase_chooses_knn_examples_once_for_a_condition_and_its_greedy_twin(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def embed(texts: list[str]) -> Any:
+        calls.append(len(texts))
+        return FakeEmbedder().embed(texts)
+
+    log: list[tuple[str, Any]] = []
+    store = RunStore(tmp_path / "run", {"x": 1})
+    study = Study(
+        make_plan(parse_conditions("icl-knn,icl-knn-greedy")),
+        store,
+        lambda ref, n_ctx=None: FakeGenerator(ref.name, log),
+        embed_prompts=embed,
+    )
+    study.run()
+    assert calls == [4]  # one embedding pass over the 4 prompts, not one per condition and step
+    assert len(store.samples("icl-knn")) == 12 and len(store.samples("icl-knn-greedy")) == 4
