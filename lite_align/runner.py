@@ -314,7 +314,9 @@ def execute(
         sets = {c: sets[c] for c in plan.settings.conditions if c in sets}
         t1 = time.perf_counter()
         prompt_texts = {p.id: p.text for p in plan.prompt_set.prompts}
-        results = analyse_sets(sets, embedder, prompt_texts)
+        from .analysis import analyse
+
+        results = analyse(sets, embedder=embedder, prompts=prompt_texts)
         if "base" in sets and TEACHER in sets:
             t2 = time.perf_counter()
             results["explain"] = explain_run(prep, sets["base"], sets[TEACHER], embedder, prompt_texts)
@@ -507,14 +509,4 @@ def explain_run(prep: PreparedRun, base: Any, chat: Any, embedder: Any, prompts:
             judge.generator.close()
 
 
-def analyse_sets(sets: dict[str, Any], embedder: Any, prompts: dict[int, str]) -> dict[str, Any]:
-    from .analysis import analyse
-
-    return analyse(sets, embedder=embedder, prompts=prompts)
-
-
-def with_overrides(opts: RunOptions, **kw: Any) -> RunOptions:
-    return replace(opts, **kw)
-
-
-__all__ = ["RunOptions", "prepare", "execute", "plan_run", "TEACHER"]
+__all__ = ["RunOptions", "prepare", "execute", "plan_run"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -166,10 +166,6 @@ class RunStore:
             os.fsync(fh.fileno())
         except OSError as exc:
             raise _write_error(path, exc) from None
-
-    def append_all(self, path: Path, samples: Iterable[Sample]) -> None:
-        for s in samples:
-            self.append(path, s)
 
     def update_manifest(self, **fields: Any) -> None:
         self.manifest.update(fields)
