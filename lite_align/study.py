@@ -90,7 +90,18 @@ class StudyPlan:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MB (Linux reports KB)."""
+    """This process's peak resident memory so far, in MB.
+
+    Linux's ``VmHWM`` is the high-water mark of this program's own memory. ``getrusage`` is only
+    the fallback: Linux carries ``ru_maxrss`` over from the parent across fork and exec, so a run
+    started by a large process (a test runner holding 2 GB) would report the parent's peak."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -161,3 +161,16 @@ def test_the_base_phase_chooses_knn_examples_once_for_a_condition_and_its_greedy
     study.run()
     assert calls == [4]  # one embedding pass over the 4 prompts, not one per condition and step
     assert len(store.samples("icl-knn")) == 12 and len(store.samples("icl-knn-greedy")) == 4
+
+
+def test_peak_memory_is_the_programs_own_not_its_parents() -> None:
+    """Linux carries ru_maxrss across fork and exec: a run started by a large test runner used to
+    report the runner's peak as its own."""
+    import subprocess
+    import sys
+
+    ballast = bytearray(400_000_000)  # the parent now holds 400 MB
+    code = "from lite_align.study import peak_rss_mb; print(peak_rss_mb())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert 5 < float(out) < 200
+    del ballast
