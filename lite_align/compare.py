@@ -219,6 +219,7 @@ def _set_brief(ss: SampleSet, samples: int) -> dict[str, Any]:
         "temperature": openai.get("temperature", params.get("temperature")),
         "n_prompts": ss.n_prompts,
         "n_failed": ss.n_failed,
+        "failed_reasons": dict(ss.failed_reasons),
         "samples": samples,
     }
 
