@@ -440,6 +440,21 @@ def write_output(path: str, text: str) -> None:
     info(f"wrote {path} ({len(text.encode('utf-8')) / 1e6:.1f} MB)")
 
 
+def render_release_fetch(con: Console, doc: Mapping[str, Any]) -> None:
+    """Where ``release fetch`` put the release, and what it holds."""
+    how = "already here, checked" if doc.get("already_here") else f"downloaded {doc.get('downloaded', 0) / 1e6:.1f} MB"
+    if doc.get("resumed_at"):
+        how += f", resumed at {doc['resumed_at'] / 1e6:.1f} MB"
+    con.print(
+        f"The paper's release (commit {str(doc.get('commit', ''))[:12]}, {how}): {doc.get('files')} files, "
+        f"{doc.get('size', 0) / 1e6:.1f} MB; datasets {', '.join(doc.get('datasets', []))}",
+        soft_wrap=True,
+    )
+    con.print(str(doc.get("path", "")), soft_wrap=True, highlight=False)
+    for note in doc.get("notes", []):
+        con.print(Text(f"note: {note}", style="dim"), soft_wrap=True)
+
+
 def info(message: str) -> None:
     Console(stderr=True, highlight=False).print(Text(message, style="dim"), soft_wrap=True)
 
