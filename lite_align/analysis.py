@@ -72,7 +72,7 @@ def recover_table(
     greedy_reference: SampleSet | None = None,
     baseline: SampleSet | None = None,
 ) -> dict[str, Any]:
-    """Cross-model similarity of every candidate against the reference's sample 0 (method.md §5).
+    """Cross-model similarity of every candidate against the reference's sample 0 (docs/method.md §6).
 
     A greedy candidate (one sample per prompt) is compared with ``greedy_reference`` when given,
     against the sampled baseline of ``reference``. Only prompts valid in every file compared count;

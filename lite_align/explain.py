@@ -1,4 +1,4 @@
-"""Explain the diversity drop from a base to an aligned sample set (method.md section 6), in one call:
+"""Explain the diversity drop from a base to an aligned sample set (docs/method.md §7), in one call:
 
     explain(base, aligned, embedder=embedder, judge=judge, prompts=prompts) -> plain dict (JSON-ready)
 

@@ -1,6 +1,6 @@
 """Read samples and prompt sets from disk; the format is detected, never configured.
 
-Samples come in three shapes (see method.md section 2 and ``Sample.to_json``):
+Samples come in three shapes (see docs/method.md §2 and ``Sample.to_json``):
 
 - the paper's release: ``samples.jsonl`` (or a directory holding one), one line per prompt in prompt
   order, server style ``{"prompt": ..., "outputs": [{"generated_text": ...}]}`` (a failed line holds
@@ -214,7 +214,7 @@ def _error_reason(record: Mapping[str, Any]) -> str:
 def _paper_texts(path: Path, number: int, obj: Mapping[str, Any]) -> tuple[str, ...]:
     """The normalised texts of one paper line. A line that records a failure raises _FailedLine:
     a failed request (``"ok": false``, or ``{"error": ...}`` in place of the outputs), no outputs,
-    or any output that is a failure record (an ``error`` key) or has no text (method.md §2: such a
+    or any output that is a failure record (an ``error`` key) or has no text (docs/method.md §2: such a
     prompt is skipped and counted)."""
     style = _paper_line_style(obj)
     if style is None:

@@ -715,7 +715,7 @@ def _est_cell(e: Any, digits: int = 3) -> str:
 
 
 def render_explain(con: Console, ex: Mapping[str, Any]) -> None:
-    """Quality control, information aggregation and stance beside the raw diversity (method.md §6)."""
+    """Quality control, information aggregation and stance beside the raw diversity (docs/method.md §7)."""
     base, aligned = ex.get("base", "base"), ex.get("aligned", "aligned")
     con.rule(f"[bold]Explaining the drop[/bold] — {short_label(str(base))} → {short_label(str(aligned))}")
     raw = ex.get("raw_diversity", {})

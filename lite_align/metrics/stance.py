@@ -1,4 +1,4 @@
-"""Stance labels of a judge, aggregated (method.md section 6, "Stance").
+"""Stance labels of a judge, aggregated (docs/method.md §7, "Stance").
 
 The judge labels every response yes / no / both / other, in prompt order, ``samples_per_prompt``
 labels per prompt. Reported:
