@@ -296,6 +296,21 @@ def test_fetch_keeps_the_data_files_with_their_sha256_and_commands_find_them(
     assert report.returncode == 0, report.stderr[-2000:]
     assert "ConflictingQA/instances/data.jsonl" in report.stdout  # the prompts found beside the outputs
 
+    explain = cli(
+        "explain", "--release", "ConflictingQA", "--base", "base", "--aligned", "gpt", "--json",
+        cache=tmp_path, url=server.base_url,
+    )  # fmt: skip
+    assert explain.returncode == 0, explain.stderr[-2000:]
+    assert json.loads(explain.stdout)["n_prompts"] == 3
+
+    bundle = tmp_path / "class.zip"
+    pack = cli(
+        "pack", "--release", "ConflictingQA", "--reference", "gpt", "--out", str(bundle), "--json",
+        cache=tmp_path, url=server.base_url,
+    )  # fmt: skip
+    assert pack.returncode == 0, pack.stderr[-2000:]
+    assert json.loads(pack.stdout)["released"] == ["outputs"]
+
     again = fetch(server, tmp_path)
     assert again.returncode == 0 and json.loads(again.stdout)["already_here"] is True
     assert len(server.behaviour.ranges) == 1  # checked against the manifest, not downloaded again
