@@ -200,7 +200,7 @@ def models(
 @handled
 def diversity(
     paths: Annotated[
-        list[str] | None, typer.Argument(help="Samples files (any supported style) or run directories.")
+        list[Path] | None, typer.Argument(help="Samples files (any supported style) or run directories.")
     ] = None,
     release: ReleaseOpt = None,
     json_out: JsonOpt = False,
@@ -211,7 +211,7 @@ def diversity(
     from .commands import diversity_of_paths
     from .release import release_paths
 
-    found = _need(release_paths(release, paths or []), "PATH...")
+    found = _need(release_paths(release, [str(p) for p in paths or []]), "PATH...")
     table = diversity_of_paths(found, embeddings=embeddings or embedder is not None, embedder=embedder)
     from . import report
 
@@ -224,10 +224,10 @@ def diversity(
 @app.command()
 @handled
 def recover(
-    reference: Annotated[str, typer.Option(help="The teacher's samples (its sample 0 is the reference).")],
-    candidates: Annotated[list[str] | None, typer.Argument(help="Candidate samples files or run directories.")] = None,
+    reference: Annotated[Path, typer.Option(help="The teacher's samples (its sample 0 is the reference).")],
+    candidates: Annotated[list[Path] | None, typer.Argument(help="Candidate samples files or run directories.")] = None,
     baseline: Annotated[
-        str | None, typer.Option(help="Sampled teacher outputs for the baseline of greedy runs.")
+        Path | None, typer.Option(help="Sampled teacher outputs for the baseline of greedy runs.")
     ] = None,
     release: ReleaseOpt = None,
     lexical_only: Annotated[bool, typer.Option(help="Only word-bag Jaccard (no ONNX model).")] = False,
@@ -240,11 +240,11 @@ def recover(
 
     if lexical_only and embedder:
         raise ConfigError("--embedder and --lexical-only exclude each other; give one")
-    reference = release_path(release, reference) or reference
+    ref = release_path(release, str(reference)) or str(reference)
     table = recover_paths(
-        reference,
-        _need(release_paths(release, candidates or []), "CANDIDATE..."),
-        release_path(release, baseline) if baseline else None,
+        ref,
+        _need(release_paths(release, [str(c) for c in candidates or []]), "CANDIDATE..."),
+        release_path(release, str(baseline)) if baseline else None,
         embeddings=not lexical_only,
         embedder=embedder,
     )
@@ -253,14 +253,14 @@ def recover(
     if json_out:
         report.print_json(table)
     else:
-        report.render_recover(report.console(), table, reference=reference)
+        report.render_recover(report.console(), table, reference=ref)
 
 
 @app.command()
 @handled
 def stance(
     paths: Annotated[
-        list[str] | None, typer.Argument(help="Judge label files (one JSON judge answer per line).")
+        list[Path] | None, typer.Argument(help="Judge label files (one JSON judge answer per line).")
     ] = None,
     release: ReleaseOpt = None,
     samples_per_prompt: Annotated[int, typer.Option(help="Responses per prompt, in prompt order.")] = 5,
@@ -270,7 +270,7 @@ def stance(
     from .commands import stance_of_paths
     from .release import release_paths
 
-    found = _need(release_paths(release, paths or [], "eval-stance"), "PATH...")
+    found = _need(release_paths(release, [str(p) for p in paths or []], "eval-stance"), "PATH...")
     table = stance_of_paths(found, samples_per_prompt)
     from . import report
 
@@ -334,7 +334,7 @@ def bench(
 @handled
 def report(
     path: Annotated[
-        str | None, typer.Argument(help="A run directory, a samples file, or a folder of released outputs.")
+        Path | None, typer.Argument(help="A run directory, a samples file, or a folder of released outputs.")
     ] = None,
     release: ReleaseOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="terminal, html, markdown or json.")] = "terminal",
@@ -361,7 +361,7 @@ def report(
     if fmt not in rep.REPORT_FORMATS:
         raise ConfigError(f"--format: unknown format '{fmt}'; choose one of {', '.join(rep.REPORT_FORMATS)}")
     inp = load_report_input(
-        _need([p for p in [release_path(release, path)] if p], "PATH")[0],
+        _need([p for p in [release_path(release, str(path) if path else None)] if p], "PATH")[0],
         reference=reference,
         prompts=prompts,
         baseline=release_path(release, baseline) if baseline else None,
@@ -399,7 +399,7 @@ def compare(
 def pack(
     out: Annotated[Path, typer.Option(help="The bundle to write (a .zip file).")],
     paths: Annotated[
-        list[str] | None, typer.Argument(help="Run directories, or released outputs (samples.jsonl folders).")
+        list[Path] | None, typer.Argument(help="Run directories, or released outputs (samples.jsonl folders).")
     ] = None,
     release: ReleaseOpt = None,
     with_models: Annotated[
@@ -419,14 +419,15 @@ def pack(
     from .bundle import model_files_size, pack_bundle
     from .release import release_path
 
-    found = [release_path(release, p) or p for p in paths] if paths else [release_path(release, None) or ""]
-    paths = _need([p for p in found if p], "PATH...")
+    given = [str(p) for p in paths or []]
+    found = [release_path(release, p) or p for p in given] if given else [release_path(release, None) or ""]
+    sources = _need([p for p in found if p], "PATH...")
     if with_models:
-        size = model_files_size(paths)
+        size = model_files_size(sources)
         amount = f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
         rep.info(f"adding the runs' model files: {amount}, streamed into the bundle as they are")
     result = pack_bundle(
-        paths,
+        sources,
         out,
         with_models=with_models,
         reference=reference,
