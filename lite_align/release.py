@@ -85,6 +85,10 @@ class ReleaseError(LiteAlignError):
     """The release cannot be fetched, is not where it should be, or a file of it changed."""
 
 
+class DamagedArchiveError(ReleaseError):
+    """The downloaded archive does not read to its end: it is removed, and downloaded afresh next time."""
+
+
 def fix_hint() -> str:
     return f"run `lite-align release fetch` (or set {DIR_ENV} to a copy of the release)"
 
@@ -191,8 +195,8 @@ def fetch_release(
     say(f"keeping the data files of {archive.name}")
     try:
         files = _extract(archive, partial / "tree")
-    except ReleaseError:
-        archive.unlink(missing_ok=True)  # a damaged archive is downloaded afresh next time
+    except DamagedArchiveError:
+        archive.unlink(missing_ok=True)  # downloaded afresh next time; a full disk keeps it
         raise
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -328,7 +332,7 @@ def _extract(archive: Path, tree: Path) -> dict[str, dict[str, Any]]:
             while gz.read(CHUNK):
                 pass
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise ReleaseError(
+        raise DamagedArchiveError(
             f"{archive}: the downloaded archive is damaged ({exc}); "
             "rerun `lite-align release fetch` to download it again"
         ) from None
@@ -340,15 +344,34 @@ def _extract(archive: Path, tree: Path) -> dict[str, dict[str, Any]]:
 
 
 def _write(source: IO[bytes], target: Path) -> dict[str, Any]:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Copy one member to ``target``; its sha256 and size. An error reading ``source`` (a damaged
+    archive) propagates as it is; one writing ``target`` (a full disk) becomes a ReleaseError."""
     digest = hashlib.sha256()
     size = 0
-    with target.open("wb") as out:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        out = target.open("wb")
+    except OSError as exc:
+        raise _unwritable(target, exc) from None
+    with out:
         while block := source.read(CHUNK):
             digest.update(block)
-            out.write(block)
             size += len(block)
+            try:
+                out.write(block)
+            except OSError as exc:
+                raise _unwritable(target, exc) from None
+        try:
+            out.flush()
+        except OSError as exc:
+            raise _unwritable(target, exc) from None
     return {"sha256": digest.hexdigest(), "size": size}
+
+
+def _unwritable(target: Path, exc: OSError) -> ReleaseError:
+    return ReleaseError(
+        f"{target}: cannot be written ({exc.strerror or exc}); free some space or give another --dest, then rerun"
+    )
 
 
 def _install(tree: Path, root: Path, manifest: Mapping[str, Any]) -> None:

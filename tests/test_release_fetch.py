@@ -388,6 +388,20 @@ def test_a_damaged_archive_is_refused_and_downloaded_afresh_next_time(server: Re
     assert tree(tmp_path / "paper-release") == expected_files()
 
 
+def test_a_file_that_cannot_be_written_keeps_the_downloaded_archive(server: ReleaseServer, tmp_path: Path) -> None:
+    partial = tmp_path / "paper-release" / ".partial"
+    partial.mkdir(parents=True)
+    (partial / "tree").write_text("in the way")  # the kept files cannot be written under it
+    res = cli("release", "fetch", cache=tmp_path, url=server.base_url)
+    assert_one_line_error(res, "cannot be written", "then rerun")
+    assert (partial / f"{RELEASE_COMMIT}.tar.gz").read_bytes() == ARCHIVE  # not mistaken for a damaged archive
+    (partial / "tree").unlink()
+    again = fetch(server, tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(server.behaviour.ranges) == 1 and json.loads(again.stdout)["downloaded"] == 0  # no second download
+    assert tree(tmp_path / "paper-release") == expected_files()
+
+
 def test_dest_elsewhere_and_paper_release_env(server: ReleaseServer, tmp_path: Path) -> None:
     dest = tmp_path / "elsewhere"
     res = cli("release", "fetch", "--dest", str(dest), cache=tmp_path / "cache", url=server.base_url)
