@@ -53,6 +53,20 @@ EmbedderOpt = Annotated[
     str | None,
     typer.Option("--embedder", help="Sentence embedder from models.toml [embedders] (default: the registry's)."),
 ]
+ReleaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--release",
+        help="A dataset of the paper's release (DATASET or DATASET/FOLDER, e.g. ConflictingQA/outputs-temp0), "
+        "as `lite-align release fetch` put it; names are looked up there, no name means every set.",
+    ),
+]
+
+
+def _need(paths: list[str], what: str) -> list[str]:
+    if not paths:
+        raise ConfigError(f"give {what}, or --release DATASET for a dataset of the paper's release")
+    return paths
 
 
 @app.command()
@@ -185,17 +199,20 @@ def models(
 @app.command()
 @handled
 def diversity(
-    paths: Annotated[list[Path], typer.Argument(help="Samples files (any supported style) or run directories.")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Samples files (any supported style) or run directories.")
+    ] = None,
+    release: ReleaseOpt = None,
     json_out: JsonOpt = False,
     embeddings: Annotated[bool, typer.Option(help="Also compute embedding diversity (ONNX).")] = False,
     embedder: EmbedderOpt = None,
 ) -> None:
     """Within-prompt diversity of released outputs or runs."""
     from .commands import diversity_of_paths
+    from .release import release_paths
 
-    table = diversity_of_paths(
-        [str(p) for p in paths], embeddings=embeddings or embedder is not None, embedder=embedder
-    )
+    found = _need(release_paths(release, [str(p) for p in paths or []]), "PATH...")
+    table = diversity_of_paths(found, embeddings=embeddings or embedder is not None, embedder=embedder)
     from . import report
 
     if json_out:
@@ -207,24 +224,27 @@ def diversity(
 @app.command()
 @handled
 def recover(
-    candidates: Annotated[list[Path], typer.Argument(help="Candidate samples files or run directories.")],
     reference: Annotated[Path, typer.Option(help="The teacher's samples (its sample 0 is the reference).")],
+    candidates: Annotated[list[Path] | None, typer.Argument(help="Candidate samples files or run directories.")] = None,
     baseline: Annotated[
         Path | None, typer.Option(help="Sampled teacher outputs for the baseline of greedy runs.")
     ] = None,
+    release: ReleaseOpt = None,
     lexical_only: Annotated[bool, typer.Option(help="Only word-bag Jaccard (no ONNX model).")] = False,
     embedder: EmbedderOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Cross-model similarity to a reference: cross, baseline and recovery ratio."""
     from .commands import recover_paths
+    from .release import release_path, release_paths
 
     if lexical_only and embedder:
         raise ConfigError("--embedder and --lexical-only exclude each other; give one")
+    ref = release_path(release, str(reference)) or str(reference)
     table = recover_paths(
-        str(reference),
-        [str(c) for c in candidates],
-        str(baseline) if baseline else None,
+        ref,
+        _need(release_paths(release, [str(c) for c in candidates or []]), "CANDIDATE..."),
+        release_path(release, str(baseline)) if baseline else None,
         embeddings=not lexical_only,
         embedder=embedder,
     )
@@ -233,20 +253,25 @@ def recover(
     if json_out:
         report.print_json(table)
     else:
-        report.render_recover(report.console(), table, reference=str(reference))
+        report.render_recover(report.console(), table, reference=ref)
 
 
 @app.command()
 @handled
 def stance(
-    paths: Annotated[list[Path], typer.Argument(help="Judge label files (one JSON judge answer per line).")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Judge label files (one JSON judge answer per line).")
+    ] = None,
+    release: ReleaseOpt = None,
     samples_per_prompt: Annotated[int, typer.Option(help="Responses per prompt, in prompt order.")] = 5,
     json_out: JsonOpt = False,
 ) -> None:
     """Stance shares and distributional vs Overton pluralism from judge labels."""
     from .commands import stance_of_paths
+    from .release import release_paths
 
-    table = stance_of_paths([str(p) for p in paths], samples_per_prompt)
+    found = _need(release_paths(release, [str(p) for p in paths or []], "eval-stance"), "PATH...")
+    table = stance_of_paths(found, samples_per_prompt)
     from . import report
 
     if json_out:
@@ -265,13 +290,16 @@ def explain_cmd(
         str | None, typer.Option(help="Prompt texts (.txt/.jsonl), when the samples do not carry them.")
     ] = None,
     judge_prompts: Annotated[int | None, typer.Option(help="Judge only the first N prompts.")] = None,
+    release: ReleaseOpt = None,
     registry: RegistryOpt = None,
     embedder: EmbedderOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Explain the diversity drop: quality control, information aggregation and stance."""
     from .commands import explain_paths
+    from .release import release_path
 
+    base, aligned = release_path(release, base) or base, release_path(release, aligned) or aligned
     result = explain_paths(
         base, aligned, judge=judge, prompts=prompts, registry=registry, embedder=embedder, judge_prompts=judge_prompts
     )
@@ -305,7 +333,10 @@ def bench(
 @app.command()
 @handled
 def report(
-    path: Annotated[Path, typer.Argument(help="A run directory, a samples file, or a folder of released outputs.")],
+    path: Annotated[
+        Path | None, typer.Argument(help="A run directory, a samples file, or a folder of released outputs.")
+    ] = None,
+    release: ReleaseOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="terminal, html, markdown or json.")] = "terminal",
     out: Annotated[str | None, typer.Option(help="File to write ('-': stdout; html default: report.html).")] = None,
     reference: Annotated[
@@ -324,15 +355,16 @@ def report(
     """Render a run, or an analysis of released outputs, again without generating anything."""
     from . import report as rep
     from .compare import load_report_input
+    from .release import release_path
 
     fmt = "json" if json_out else fmt
     if fmt not in rep.REPORT_FORMATS:
         raise ConfigError(f"--format: unknown format '{fmt}'; choose one of {', '.join(rep.REPORT_FORMATS)}")
     inp = load_report_input(
-        path,
+        _need([p for p in [release_path(release, str(path) if path else None)] if p], "PATH")[0],
         reference=reference,
         prompts=prompts,
-        baseline=baseline,
+        baseline=release_path(release, baseline) if baseline else None,
         embeddings=embeddings or embedder is not None,
         embedder=embedder,
     )
@@ -365,8 +397,11 @@ def compare(
 @app.command()
 @handled
 def pack(
-    paths: Annotated[list[Path], typer.Argument(help="Run directories, or released outputs (samples.jsonl folders).")],
     out: Annotated[Path, typer.Option(help="The bundle to write (a .zip file).")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Run directories, or released outputs (samples.jsonl folders).")
+    ] = None,
+    release: ReleaseOpt = None,
     with_models: Annotated[
         bool, typer.Option(help="Also the runs' GGUF model files (large: hundreds of MB to GB, stored as they are).")
     ] = False,
@@ -382,18 +417,22 @@ def pack(
     """Bundle runs (and analyses of released outputs) with prompts, registry and checksums in one file."""
     from . import report as rep
     from .bundle import model_files_size, pack_bundle
+    from .release import release_path
 
+    given = [str(p) for p in paths or []]
+    found = [release_path(release, p) or p for p in given] if given else [release_path(release, None) or ""]
+    sources = _need([p for p in found if p], "PATH...")
     if with_models:
-        size = model_files_size(paths)
+        size = model_files_size(sources)
         amount = f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
         rep.info(f"adding the runs' model files: {amount}, streamed into the bundle as they are")
     result = pack_bundle(
-        paths,
+        sources,
         out,
         with_models=with_models,
         reference=reference,
         prompts=prompts,
-        baseline=baseline,
+        baseline=release_path(release, baseline) if baseline else None,
         embeddings=embeddings,
         registry=registry,
     )
@@ -475,6 +514,44 @@ def _item_output(out: str | None, fmt: str, name: str, n_items: int) -> str:
         return out
     p = Path(out)
     return str(p.with_name(f"{p.stem}-{name}{p.suffix}"))
+
+
+release_app = typer.Typer(help="The paper's public release: fetch it (once), say where it is.", no_args_is_help=True)
+app.add_typer(release_app, name="release")
+
+
+@release_app.command("fetch")
+@handled
+def release_fetch(
+    dest: Annotated[
+        Path | None,
+        typer.Option(help="Folder to keep it in (default: $LITE_ALIGN_PAPER_RELEASE, else the cache's paper-release)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Download the paper's release at its pinned commit and keep its prompts, outputs and stance labels."""
+    from . import report as rep
+    from .release import fetch_release
+
+    result = fetch_release(dest, log=rep.info)
+    if json_out:
+        rep.print_json(result.to_json())
+    else:
+        rep.render_release_fetch(rep.console(), result.to_json())
+
+
+@release_app.command("path")
+@handled
+def release_path_cmd(json_out: JsonOpt = False) -> None:
+    """Print where the release is (after checking its files against their sha256)."""
+    from . import report as rep
+    from .release import release_info
+
+    info = release_info()
+    if json_out:
+        rep.print_json(info)
+    else:
+        sys.stdout.write(info["path"] + "\n")
 
 
 embedders_app = typer.Typer(

@@ -1,4 +1,4 @@
-"""The study's conditions (method.md §4) and the presets that size a run.
+"""The study's conditions (docs/method.md §4) and the presets that size a run.
 
 ``chat`` is the aligned teacher itself; the base model runs zero-shot (``base``) and in-context
 (``icl-*``). Every sampled condition has a greedy twin (``<name>-greedy``: one sample at T=0).

@@ -36,7 +36,7 @@ from .errors import ConfigError, LiteAlignError, MissingDependencyError, ModelFi
 
 SIDECAR = "embedder.json"
 SIDECAR_FORMAT = "lite_align.embedder/1"
-EXPORT_INSTALL = "pip install 'lite_align[export]'"
+EXPORT_INSTALL = "./install.sh --export (or: pip install torch==2.13.0, then pip install 'lite_align[export]')"
 OPSET = 17
 CHECK_COSINE = 0.999
 CHECK_SENTENCES = (

@@ -1,5 +1,5 @@
 """A local judge: a GGUF chat model asked for quality scores, coverage comparisons and stance labels
-(method.md section 6), its replies forced into JSON by a grammar and parsed into typed results.
+(docs/method.md §7), its replies forced into JSON by a grammar and parsed into typed results.
 
     judge = Judge(LlamaCppGenerator(path, n_ctx=JUDGE_N_CTX), sha256_file(path))
     judge.quality([("Is the sky blue?", "Yes.")])  ->  [Verdict(value=QualityScores(...), ...)]

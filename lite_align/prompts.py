@@ -1,4 +1,4 @@
-"""Prompt sets and the base model's prompt formats (method.md §4).
+"""Prompt sets and the base model's prompt formats (docs/method.md §4).
 
 Formats, with ``Q``/``A``/``S`` standing for a query, an answer and a summary::
 

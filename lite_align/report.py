@@ -22,6 +22,14 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .markdown_report import (
+    dropped_lines,
+    explain_dropped_line,
+    prompts_text,
+    recover_dropped_lines,
+    stance_dropped_lines,
+)
+
 DIVERSITY_ROWS = [
     ("jaccard_within", "word-bag Jaccard (within prompt) ↓", 3),
     ("embedding_diversity", "embedding diversity ↑", 3),
@@ -101,7 +109,7 @@ def diversity_panel(name: str, row: Mapping[str, Any]) -> Panel:
             t.add_row(label, _f(row[key], digits), _ci(cis.get(key), digits))
     sub = f"{row.get('n_prompts', '?')} prompts · {row.get('n_responses', '?')} responses"
     if row.get("n_failed"):
-        sub += f" · {row['n_failed']} failed lines skipped"
+        sub += f" · {prompts_text(row['n_failed'])} dropped (failed)"
     return Panel(t, title=f"[bold]{short_label(name)}[/bold]", subtitle=sub, expand=False)
 
 
@@ -109,6 +117,12 @@ def render_diversity(con: Console, table: Mapping[str, Mapping[str, Any]], title
     con.rule(f"[bold]{title}[/bold] — within-prompt measures, mean over prompts with 95% bootstrap intervals")
     con.print(Columns([diversity_panel(n, r) for n, r in table.items()], equal=False))
     con.print(Text("↓ lower is more diverse, ↑ higher is more diverse; rates are shares of responses.", style="dim"))
+    _print_dropped(con, dropped_lines(table))
+
+
+def _print_dropped(con: Console, lines: Sequence[str]) -> None:
+    for line in lines:
+        con.print(Text(line, style="yellow"))
 
 
 # --- recoverability --------------------------------------------------------------------------
@@ -172,6 +186,7 @@ def render_recover(con: Console, table: Mapping[str, Mapping[str, Any]], referen
     if natural > con.width:
         t = _recover_long(table, present)
     con.print(t)
+    _print_dropped(con, recover_dropped_lines(table))
     con.print(
         Text(
             "ratio = cross / baseline; 1 means the condition answers as much like the teacher as the teacher's own "
@@ -425,6 +440,21 @@ def write_output(path: str, text: str) -> None:
     info(f"wrote {path} ({len(text.encode('utf-8')) / 1e6:.1f} MB)")
 
 
+def render_release_fetch(con: Console, doc: Mapping[str, Any]) -> None:
+    """Where ``release fetch`` put the release, and what it holds."""
+    how = "already here, checked" if doc.get("already_here") else f"downloaded {doc.get('downloaded', 0) / 1e6:.1f} MB"
+    if doc.get("resumed_at"):
+        how += f", resumed at {doc['resumed_at'] / 1e6:.1f} MB"
+    con.print(
+        f"The paper's release (commit {str(doc.get('commit', ''))[:12]}, {how}): {doc.get('files')} files, "
+        f"{doc.get('size', 0) / 1e6:.1f} MB; datasets {', '.join(doc.get('datasets', []))}",
+        soft_wrap=True,
+    )
+    con.print(str(doc.get("path", "")), soft_wrap=True, highlight=False)
+    for note in doc.get("notes", []):
+        con.print(Text(f"note: {note}", style="dim"), soft_wrap=True)
+
+
 def info(message: str) -> None:
     Console(stderr=True, highlight=False).print(Text(message, style="dim"), soft_wrap=True)
 
@@ -497,6 +527,7 @@ def render_stance(con: Console, table: Mapping[str, Mapping[str, Any]], title: s
     if Measurement.get(con, con.options.update_width(10_000), t).maximum > con.width:
         t = _stance_table(table, title, with_ci=False)
     con.print(t)
+    _print_dropped(con, stance_dropped_lines(table))
     con.print(
         Text(
             "Shares of labelled responses; both = Overton pluralism; yes & no prompts = share of prompts whose "
@@ -684,7 +715,7 @@ def _est_cell(e: Any, digits: int = 3) -> str:
 
 
 def render_explain(con: Console, ex: Mapping[str, Any]) -> None:
-    """Quality control, information aggregation and stance beside the raw diversity (method.md §6)."""
+    """Quality control, information aggregation and stance beside the raw diversity (docs/method.md §7)."""
     base, aligned = ex.get("base", "base"), ex.get("aligned", "aligned")
     con.rule(f"[bold]Explaining the drop[/bold] — {short_label(str(base))} → {short_label(str(aligned))}")
     raw = ex.get("raw_diversity", {})
@@ -785,5 +816,8 @@ def render_explain(con: Console, ex: Mapping[str, Any]) -> None:
         )
     if ex.get("explanation"):
         con.print(Text("In one sentence: " + ex["explanation"], style="bold"))
+    dropped = explain_dropped_line(ex)
+    if dropped:
+        _print_dropped(con, [dropped])
     for note in ex.get("notes", []):
         con.print(Text(f"note: {note}", style="dim"))

@@ -1,6 +1,6 @@
 """The study: which conditions run, in which order, from prompts to samples in the store.
 
-Order of work (method.md §4, issue 4): the teacher's samples first (they are the in-context
+Order of work (docs/method.md §4, issue 4): the teacher's samples first (they are the in-context
 examples and the reference), the teacher's answers to the static example queries, then the
 summaries (of those answers and of every prompt's teacher sample 0), then every base-model
 condition in one batched pass. Everything is appended to the run store as it finishes, so a

@@ -1,4 +1,4 @@
-"""Within-prompt lexical metrics of method.md section 5: word-bag Jaccard, length, length spread,
+"""Within-prompt lexical metrics of docs/method.md §5: word-bag Jaccard, length, length spread,
 distinct prefixes, and the abstain / numbered-list / bullet-list rates.
 
 A model's figure is the mean over prompts (rates: over responses), each with a 95% bootstrap
