@@ -60,7 +60,7 @@ MAX_NEW_TOKENS = 131_072  # --max-tokens
 MAX_CTX = 1_048_576  # --ctx, and never above a model's training context
 MAX_K = 64  # in-context examples per prompt
 MAX_GENERATIONS = 1_000_000  # prompts x samples x conditions in one run
-MAX_THREADS = 1024
+MAX_THREADS = 256  # llama.cpp threads: beyond a few hundred they only contend (and reserve stacks)
 MAX_GPU_LAYERS = 10_000
 MAX_SEED = 2**63 - 1
 
