@@ -1,7 +1,7 @@
 """The `lite-align` command: options in, a library call, a report out.
 
 Domain errors (lite_align.errors) become one line on stderr and a non-zero exit; Ctrl-C exits
-with 130 after the store has flushed every finished sample.
+with 130 and SIGTERM (during ``run``) with 143, after the store has flushed every finished sample.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    from .errors import Terminated
+
+    raise Terminated()
+
+
 def handled(fn: F) -> F:
     """Turn user-facing errors into one line and an exit code; never a traceback for those."""
 
@@ -40,9 +46,9 @@ def handled(fn: F) -> F:
 
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (errors.Terminated)
             sys.stderr.write("\ninterrupted: every finished sample is saved; rerun the same command to resume\n")
-            raise typer.Exit(130) from None
+            raise typer.Exit(getattr(exc, "exit_code", 130)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -109,9 +115,19 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan (work left, time estimated here) and generate nothing.")
     ] = False,
+    ctx: Annotated[
+        int | None,
+        typer.Option(
+            help="Context of every model in tokens (prompt + answer; default: sized to the prompts, "
+            "up to the model's own). Prompts that do not fit are skipped and named in the report."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Generate base and chat samples and report diversity and recoverability."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)  # stop as on Ctrl-C: samples kept, manifest marked
     if threads > 1:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from .progress import RichProgress
@@ -138,6 +154,7 @@ def run(
         embedder=embedder,
         explain=explain or judge is not None,
         judge=judge,
+        ctx=ctx,
     )
     if from_manifest:
         from .runner import check_models_match, options_from_manifest
@@ -151,6 +168,10 @@ def run(
     from . import report
     from .runner import load_embedder, plan_run
 
+    if not dry_run:  # before the plan: a run directory that cannot be written, or is in use, fails first
+        from .store import RunLock
+
+        RunLock(prep.out_dir).acquire()  # held until the process ends
     encoder = load_embedder(prep.registry, prep.options.embedder)
     plan = plan_run(prep, embedder=encoder).to_json()
     if dry_run:
@@ -337,7 +358,7 @@ def report(
         Path | None, typer.Argument(help="A run directory, a samples file, or a folder of released outputs.")
     ] = None,
     release: ReleaseOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="terminal, html, markdown or json.")] = "terminal",
+    fmt: Annotated[str | None, typer.Option("--format", help="terminal (default), html, markdown or json.")] = None,
     out: Annotated[str | None, typer.Option(help="File to write ('-': stdout; html default: report.html).")] = None,
     reference: Annotated[
         str | None, typer.Option(help="Released outputs: the set whose sample 0 is the reference.")
@@ -357,9 +378,7 @@ def report(
     from .compare import load_report_input
     from .release import release_path
 
-    fmt = "json" if json_out else fmt
-    if fmt not in rep.REPORT_FORMATS:
-        raise ConfigError(f"--format: unknown format '{fmt}'; choose one of {', '.join(rep.REPORT_FORMATS)}")
+    fmt = _format(fmt, json_out, rep.REPORT_FORMATS)
     inp = load_report_input(
         _need([p for p in [release_path(release, str(path) if path else None)] if p], "PATH")[0],
         reference=reference,
@@ -452,7 +471,7 @@ def pack(
 @handled
 def replay(
     bundle: Annotated[Path, typer.Argument(help="A bundle made by lite-align pack.")],
-    fmt: Annotated[str, typer.Option("--format", help="terminal, html, markdown or json.")] = "terminal",
+    fmt: Annotated[str | None, typer.Option("--format", help="terminal (default), html, markdown or json.")] = None,
     out: Annotated[
         str | None, typer.Option(help="File to write (html: default replay-<name>.html per run; '-': stdout).")
     ] = None,
@@ -467,9 +486,7 @@ def replay(
     from . import report as rep
     from .bundle import replay_bundle
 
-    fmt = "json" if json_out else fmt
-    if fmt not in rep.REPORT_FORMATS:
-        raise ConfigError(f"--format: unknown format '{fmt}'; choose one of {', '.join(rep.REPORT_FORMATS)}")
+    fmt = _format(fmt, json_out, rep.REPORT_FORMATS)
     if lexical_only and embedder:
         raise ConfigError("--embedder and --lexical-only exclude each other; give one")
 
@@ -502,6 +519,15 @@ def replay(
 
         error(f"{n} recomputed figure(s) differ from the bundle's results (first: {first['figure']})")
         raise typer.Exit(1)
+
+
+def _format(fmt: str | None, json_out: bool, known: tuple[str, ...]) -> str:
+    """The report format from --format and --json; the two must not disagree."""
+    if fmt is not None and fmt not in known:
+        raise ConfigError(f"--format: unknown format '{fmt}'; choose one of {', '.join(known)}")
+    if json_out and fmt not in (None, "json"):
+        raise ConfigError(f"--json and --format {fmt} ask for different formats; give one of them")
+    return "json" if json_out else fmt or "terminal"
 
 
 def _item_output(out: str | None, fmt: str, name: str, n_items: int) -> str:

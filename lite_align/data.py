@@ -89,6 +89,7 @@ class SampleSet:
     prompts: Mapping[int, str] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
     failed_reasons: Mapping[str, int] = field(default_factory=dict)
+    n_duplicates: int = 0  # records repeated with the same text in the file, each read once
 
     @property
     def n_prompts(self) -> int:

@@ -47,6 +47,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from lite_align.engine import GenerationRequest, SamplingParams
 from lite_align.errors import ConfigError, PromptFileError
+from lite_align.jsonio import loads as json_loads
 from lite_align.sqlite_cache import open_versioned, unusable
 
 __all__ = [
@@ -380,7 +381,7 @@ def parse_reply(task: str, raw: str, finish_reason: str = "stop") -> Verdict[Any
     "reply lacks 'clarity'"
     """
     try:
-        obj = json.loads(raw)
+        obj = json_loads(raw)
     except json.JSONDecodeError as exc:
         cut = " (cut off at max_tokens or the context)" if finish_reason == "length" else ""
         return Verdict(None, raw, f"not JSON: {exc.msg}{cut}")

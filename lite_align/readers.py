@@ -28,6 +28,7 @@ from typing import Any
 
 from lite_align.data import Prompt, PromptSet, SampleSet, failure_text
 from lite_align.errors import LiteAlignError, PromptFileError, SamplesFileError
+from lite_align.jsonio import loads as json_loads
 
 __all__ = [
     "check_aligned",
@@ -120,7 +121,7 @@ def _parse_line(path: Path, number: int, chunk: bytes, error: type[LiteAlignErro
     if not text.strip():
         raise error(f"{path}:{number}: empty line; every line must hold one JSON object")
     try:
-        obj = json.loads(text)
+        obj = json_loads(text)
     except json.JSONDecodeError as exc:
         raise error(f"{path}:{number}: invalid JSON ({exc.msg}, column {exc.colno}); fix or remove the line") from None
     if not isinstance(obj, dict):
@@ -138,7 +139,7 @@ def _load_complete(path: Path, error: type[LiteAlignError]) -> _Objects:
 
 def _read_json_object(path: Path, error: type[LiteAlignError]) -> dict[str, Any]:
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = json_loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"{path}: not a readable JSON file ({exc}); fix or remove it") from None
     if not isinstance(obj, dict):
@@ -176,8 +177,11 @@ def read_samples(path: str | Path, *, label: str | None = None) -> list[SampleSe
     if "prompt_id" in obj:
         manifest = p.parent.parent / RUN_MANIFEST
         in_run = p.parent.name == RUN_SAMPLES_DIR and manifest.is_file()
-        settings = _read_json_object(manifest, SamplesFileError) if in_run else {}
-        return [_read_record_file(p, label or p.stem, settings, objects)]
+        if not in_run:
+            return [_read_record_file(p, label or p.stem, {}, objects)]
+        settings = _read_json_object(manifest, SamplesFileError)
+        n_prompts = _run_prompt_count(p.parent.parent, settings)
+        return [_read_record_file(p, label or p.stem, settings, objects, condition=p.stem, n_prompts=n_prompts)]
     if _paper_line_style(obj) is None:
         raise SamplesFileError(
             f"{p}:{number}: neither a paper samples line (outputs/error/ok) nor a lite_align record "
@@ -284,20 +288,47 @@ def _read_run_dir(run_dir: Path, label: str | None) -> list[SampleSet]:
         )
     prompts_file = run_dir / RUN_PROMPTS
     prompts = {p.id: p.text for p in read_instances(prompts_file).prompts} if prompts_file.is_file() else {}
+    n_prompts = len(prompts) if prompts else _run_prompt_count(run_dir, manifest)
     sets = []
     for f in files:
         name = f.stem if label is None else (label if len(files) == 1 else f"{label}/{f.stem}")
-        sets.append(replace(_read_record_file(f, name, manifest), prompts=prompts))
+        found = _read_record_file(f, name, manifest, condition=f.stem, n_prompts=n_prompts)
+        sets.append(replace(found, prompts=prompts))
     return sets
 
 
+def _run_prompt_count(run_dir: Path, manifest: Mapping[str, Any]) -> int | None:
+    """How many prompts a run directory's prompt set holds: its prompts.jsonl, else the manifest's
+    count, else None (unknown)."""
+    prompts_file = run_dir / RUN_PROMPTS
+    if prompts_file.is_file():
+        return len(read_instances(prompts_file).prompts)
+    recorded_set = manifest.get("prompt_set")
+    recorded = recorded_set.get("n_prompts") if isinstance(recorded_set, Mapping) else None
+    return recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else None
+
+
 def _read_record_file(
-    path: Path, label: str, settings: Mapping[str, Any], objects: _Objects | None = None
+    path: Path,
+    label: str,
+    settings: Mapping[str, Any],
+    objects: _Objects | None = None,
+    *,
+    condition: str | None = None,
+    n_prompts: int | None = None,
 ) -> SampleSet:
-    """A lite_align samples file. The last record per (prompt, sample index) wins (a resumed run may
-    retry a failed sample); records with finish_reason "error" are failures. As in released files, a
-    prompt any of whose samples failed is left out and counted in ``n_failed``."""
-    latest: dict[tuple[int, int], dict[str, Any]] = {}
+    """A lite_align samples file. Records with finish_reason "error" are failures, and a later
+    record for the same (prompt, sample index) replaces a failure (a resumed run may retry it). As in
+    released files, a prompt any of whose samples failed is left out and counted in ``n_failed``.
+
+    A damaged file is refused, naming the line, rather than read into other figures: a record whose
+    ``condition`` is not the file's (``condition``: the file's name in a run directory; else the
+    first record's), a prompt id outside the prompt set (``n_prompts`` prompts, when known), and a
+    second record for the same (prompt, sample index) with other text. A record repeated with the
+    same text (two processes wrote the same sample) is kept once and counted in ``n_duplicates``."""
+    latest: dict[tuple[int, int], tuple[int, dict[str, Any]]] = {}
+    expected = condition
+    duplicates = 0
     for number, obj in objects if objects is not None else _load_objects(path, SamplesFileError):
         missing = [k for k in _RECORD_KEYS if k not in obj]
         if missing:
@@ -305,12 +336,38 @@ def _read_record_file(
                 f"{path}:{number}: record lacks {', '.join(missing)}; is this a lite_align samples file?"
             )
         pid, index, text = obj["prompt_id"], obj["sample_index"], obj["text"]
-        if not (isinstance(pid, int) and isinstance(index, int) and pid >= 0 and isinstance(text, str)):
+        valid = isinstance(pid, int) and isinstance(index, int) and not isinstance(pid, bool)
+        if not (valid and pid >= 0 and index >= 0 and isinstance(text, str)):
             raise SamplesFileError(f"{path}:{number}: prompt_id and sample_index must be integers >= 0, text a string")
-        latest[(pid, index)] = obj
+        found = obj.get("condition")
+        if found is not None:
+            if expected is None:
+                expected = found
+            elif found != expected:
+                raise SamplesFileError(
+                    f"{path}:{number}: a sample of condition {found!r} in a file of {expected!r} samples; "
+                    "the file is damaged: remove the line, or move the run aside and run it again"
+                )
+        if n_prompts is not None and pid >= n_prompts:
+            raise SamplesFileError(
+                f"{path}:{number}: prompt_id {pid} is outside the run's prompt set ({n_prompts} prompts, ids 0 to "
+                f"{n_prompts - 1}); the file is damaged: remove the line, or move the run aside and run it again"
+            )
+        earlier = latest.get((pid, index))
+        if earlier is not None and earlier[1]["finish_reason"] != "error":
+            first_line, first = earlier
+            if first["text"] == text:
+                duplicates += 1  # the same sample written twice: keep the first
+                continue
+            raise SamplesFileError(
+                f"{path}:{number}: prompt {pid} sample {index} again, with other text than line {first_line}; "
+                "the file is damaged (two runs wrote it?): keep one of the two lines, or move the run aside "
+                "and run it again"
+            )
+        latest[(pid, index)] = (number, obj)
     grouped: dict[int, list[tuple[int, str]]] = {}
     failed: set[int] = set()
-    for (pid, index), obj in latest.items():
+    for (pid, index), (_, obj) in latest.items():
         if obj["finish_reason"] == "error":
             failed.add(pid)
         else:
@@ -325,6 +382,7 @@ def _read_record_file(
         n_failed=len(failed),
         settings=dict(settings),
         failed_reasons={"generation error": len(failed)} if failed else {},
+        n_duplicates=duplicates,
     )
 
 
@@ -412,7 +470,7 @@ def read_stance_labels(path: str | Path) -> StanceLabels:
 
 def _stance_of(answer: str) -> str | None:
     try:
-        obj = json.loads(answer)
+        obj = json_loads(answer)
     except json.JSONDecodeError:
         return None
     stance = obj.get("stance") if isinstance(obj, dict) else None

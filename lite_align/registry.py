@@ -21,6 +21,7 @@ from .errors import ModelNotFoundError, RegistryError
 from .paths import cache_dir, models_dirs, project_root
 
 REGISTRY_VERSION = 1
+MAX_CONCURRENCY = 1024  # requests in flight to one server (one thread each)
 ROLES = ("base", "chat")
 _MODEL_KEYS = {
     "role",
@@ -215,6 +216,12 @@ def load_registry(path: str | Path | None = None) -> Registry:
             expected = {"chat_template": bool, "concurrency": int}.get(key, str)
             if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
                 raise RegistryError(f"{loc}: models.{name}.{key} must be a {expected.__name__}")
+        concurrency = entry.get("concurrency")
+        if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise RegistryError(
+                f"{loc}: models.{name}.concurrency must be between 1 and {MAX_CONCURRENCY} (requests in flight), "
+                f"got {concurrency}; leave it out for the default"
+            )
         models[name] = ModelSpec(name=name, **entry)
 
     pairs: dict[str, PairSpec] = {}
@@ -307,6 +314,13 @@ def resolve(spec: ModelSpec) -> Path:
     found = locate(spec)
     if found is not None:
         return found
+    if spec.path:
+        p = Path(os.path.expandvars(spec.path)).expanduser()
+        p = p if p.is_absolute() else project_root() / p
+        if p.is_dir():
+            raise ModelNotFoundError(
+                f"model '{spec.name}': path {p} is a folder; point models.{spec.name}.path at the .gguf file in it"
+            )
     if spec.assemble and package_dir(spec.package) is not None:
         module_name, _, func_name = spec.assemble.partition(":")
         target = cache_dir() / "models" / spec.file
@@ -330,6 +344,8 @@ def resolve_model_arg(registry: Registry, value: str, role: str) -> tuple[ModelS
     """A --base/--chat/--judge value: a registry name, or a path to a .gguf file."""
     if value.lower().endswith(".gguf") or os.sep in value:
         p = Path(value).expanduser()
+        if p.is_dir():
+            raise ModelNotFoundError(f"model file {value} is a folder; give the .gguf file in it, or a registry name")
         if not p.is_file():
             raise ModelNotFoundError(f"model file {value} not found; give an existing .gguf path or a registry name")
         spec = ModelSpec(name=p.stem, role=role, path=str(p.resolve()))

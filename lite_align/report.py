@@ -110,6 +110,8 @@ def diversity_panel(name: str, row: Mapping[str, Any]) -> Panel:
     sub = f"{row.get('n_prompts', '?')} prompts · {row.get('n_responses', '?')} responses"
     if row.get("n_failed"):
         sub += f" · {prompts_text(row['n_failed'])} dropped (failed)"
+    if row.get("n_duplicates"):
+        sub += f" · {row['n_duplicates']} repeated lines read once"
     return Panel(t, title=f"[bold]{short_label(name)}[/bold]", subtitle=sub, expand=False)
 
 

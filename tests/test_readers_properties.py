@@ -50,6 +50,11 @@ JSONISH = st.sampled_from(
         b"```",
         b"prompt_id",
         b"text",
+        b"\xef\xbb\xbf",  # a byte-order mark
+        b"\x0b",  # separators str.splitlines would split on
+        b"\x1c",
+        b"\r",
+        b"\\#",
     ]
 )
 USER_BYTES = st.one_of(st.binary(max_size=300), st.lists(JSONISH, max_size=60).map(b"".join))
@@ -156,17 +161,19 @@ def test_instance_round_trip(texts: list[str]) -> None:
 @SETTINGS
 @given(USER_BYTES)
 def test_prompt_text_file_reader(data: bytes) -> None:
+    def prompts(text: str) -> list[str]:
+        """The documented rule: a BOM is not text, only "\\n" ends a line, lines are stripped,
+        blank ones and "#" comments skipped, and a leading backslash before "#" or "\\" dropped."""
+        lines = [ln.strip() for ln in text.removeprefix("\ufeff").split("\n")]
+        return [ln[1:] if ln.startswith(("\\#", "\\\\")) else ln for ln in lines if ln and not ln.startswith("#")]
+
     try:
         pset = load_prompt_set(str(write("mine.txt", data)))
     except PromptFileError as exc:
         assert "\n" not in str(exc)
-        text = data.decode("utf-8", errors="replace")
-        assert "not UTF-8" in str(exc) or not [
-            ln for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")
-        ]
+        assert "not UTF-8" in str(exc) or not prompts(data.decode("utf-8", errors="replace"))
         return
-    expected = [s for s in (ln.strip() for ln in data.decode("utf-8").splitlines()) if s and not s.startswith("#")]
-    assert pset.texts() == expected
+    assert pset.texts() == prompts(data.decode("utf-8"))
 
 
 @SETTINGS
