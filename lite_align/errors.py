@@ -51,3 +51,7 @@ class MissingDependencyError(LiteAlignError):
 
 class GenerationError(LiteAlignError):
     """llama.cpp failed while generating (context too small, decode failure)."""
+
+
+class DownloadError(LiteAlignError):
+    """A model could not be pulled from the hub (offline, refused, not found, interrupted, corrupted)."""
