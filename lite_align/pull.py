@@ -175,7 +175,8 @@ def _by_hand(url: str, dest: Path) -> str:
 
 
 def _hub_error(exc: BaseException, *, repo: str, file: str, revision: str, url: str, dest: Path) -> DownloadError:
-    """One line for anything the hub (or the network) answers instead of the file."""
+    """One line for anything the hub (or the network) answers instead of the file; ``file`` is
+    empty when the repo's file list was asked for."""
     import httpx2
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -187,17 +188,19 @@ def _hub_error(exc: BaseException, *, repo: str, file: str, revision: str, url: 
     )
 
     host = endpoint()
+    what = f"{repo}/{file}" if file else f"the file list of {repo}"
     status = getattr(getattr(exc, "response", None), "status_code", None)
     token_note = (
-        "the token in HF_TOKEN (or from `hf auth login`) was refused or lacks access"
+        "the token in HF_TOKEN (or from `hf auth login`) was refused or may not read it"
         if _token_present()
         else "set HF_TOKEN to a token that may read it (accept the model's licence on the hub first)"
     )
     if isinstance(exc, (OfflineModeIsEnabled, httpx2.ConnectError, httpx2.TimeoutException)):
         reason = "offline mode" if isinstance(exc, OfflineModeIsEnabled) else "no network?"
-        return DownloadError(f"cannot reach {host} ({reason}) to pull {file} from {repo}; {_by_hand(url, dest)}")
-    if isinstance(exc, GatedRepoError) or status in (401, 403):
-        return DownloadError(f"{host} refused {repo}/{file} ({status or 401}: gated or private repo); {token_note}")
+        hand = _by_hand(url, dest) if file else f"name the file as {repo}:FILE"
+        return DownloadError(f"cannot reach {host} ({reason}) to get {what}; {hand}")
+    if isinstance(exc, GatedRepoError):
+        return DownloadError(f"{host} refused {what} ({status}: gated repo); {token_note}")
     if isinstance(exc, RevisionNotFoundError):
         return DownloadError(f"{repo} has no revision '{revision}' on {host} (404); fix the revision in the registry")
     if isinstance(exc, RemoteEntryNotFoundError) or (status == 404 and not isinstance(exc, RepositoryNotFoundError)):
@@ -206,11 +209,16 @@ def _hub_error(exc: BaseException, *, repo: str, file: str, revision: str, url: 
             f"the registry, or run `lite-align models pull {repo}` to see the repo's GGUF files"
         )
     if isinstance(exc, RepositoryNotFoundError):
-        return DownloadError(f"{repo} is not on {host} ({status}): check `repo` in the registry")
+        return DownloadError(
+            f"{repo} is not on {host}, or it is private ({status}): check `repo` in the registry; if it is private, "
+            f"{token_note}"
+        )
+    if status in (401, 403):
+        return DownloadError(f"{host} refused {what} ({status}); {token_note}")
     if isinstance(exc, HfHubHTTPError):
         return DownloadError(f"{host} answered HTTP {status} for {url}; try again later, or {_by_hand(url, dest)}")
     if isinstance(exc, httpx2.HTTPError):
-        return DownloadError(f"pulling {file} from {repo} failed ({type(exc).__name__}: {exc}); try again")
+        return DownloadError(f"getting {what} from {host} failed ({type(exc).__name__}: {exc}); try again")
     raise exc
 
 
@@ -235,7 +243,7 @@ def _only_gguf(repo: str, revision: str) -> str:
             if isinstance(f, RepoFile) and f.path.lower().endswith(".gguf")
         ]
     except Exception as exc:  # the hub's and the network's errors, as one line
-        raise _hub_error(exc, repo=repo, file="its file list", revision=revision, url=url, dest=target_dir()) from None
+        raise _hub_error(exc, repo=repo, file="", revision=revision, url=url, dest=target_dir()) from None
     if len(files) == 1:
         return files[0]
     if not files:
@@ -525,3 +533,10 @@ __all__ = [
     "register",
     "registry_entry",
 ]
+
+
+def quiet_hub_logs() -> None:
+    """huggingface_hub logs each retry as a multi-line warning; the CLI reports in one line instead."""
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.set_verbosity_error()

@@ -434,16 +434,20 @@ def info(message: str) -> None:
 
 def render_models(con: Console, rows: Sequence[Mapping[str, Any]], pairs: Sequence[Mapping[str, Any]]) -> None:
     t = Table(title="models.toml", box=box.SIMPLE_HEAVY)
-    for col in ("name", "role", "family", "present", "size", "sha256", "license", "source"):
+    for col in ("name", "role", "family", "present", "pulled", "locked", "size", "sha256", "license", "source"):
         t.add_column(col, overflow="fold")
+    locked_cell = {"ok": "[green]ok[/green]", "mismatch": "[red]mismatch[/red]", "missing": "[red]missing[/red]"}
     for r in rows:
         present = "[green]yes[/green]" if r["present"] else "[red]no[/red]"
         size = f"{r['size'] / 1e6:.0f} MB" if r.get("size") else ""
+        pulled = r.get("pulled") or {}
         t.add_row(
             r["name"],
             r["role"],
             r.get("family", ""),
             present,
+            str(pulled.get("at", ""))[:10] if pulled else ("no" if r.get("repo") else ""),
+            locked_cell.get(str(r.get("locked")), ""),
             size,
             (r.get("sha256") or "")[:12],
             r.get("license", ""),
@@ -456,7 +460,7 @@ def render_models(con: Console, rows: Sequence[Mapping[str, Any]], pairs: Sequen
     for r in pairs:
         p.add_row(r["name"], r["base"], r["chat"], r.get("note", ""))
     con.print(p)
-    missing = [r for r in rows if not r["present"] and r.get("hint")]
+    missing = [r for r in rows if (not r["present"] or r.get("locked") == "mismatch") and r.get("hint")]
     for r in missing:
         con.print(Text(f"{r['name']}: {r['hint']}", style="dim"))
 
@@ -787,3 +791,29 @@ def render_explain(con: Console, ex: Mapping[str, Any]) -> None:
         con.print(Text("In one sentence: " + ex["explanation"], style="bold"))
     for note in ex.get("notes", []):
         con.print(Text(f"note: {note}", style="dim"))
+
+
+# --- models pull --------------------------------------------------------------------------------
+
+
+def render_pull(con: Console, doc: Mapping[str, Any]) -> None:
+    """What `lite-align models pull` fetched: one line per file, then any registry entry to add."""
+    for r in doc.get("pulled", []):
+        how = {"resumed": f"resumed at {r.get('resumed_from', 0) / 1e6:.1f} MB and finished"}.get(
+            r.get("status", ""), str(r.get("status", ""))
+        )
+        con.print(
+            f"[bold]{escape(str(r['name']))}[/bold]: {how} {escape(str(r['file']))} from {escape(str(r['repo']))} "
+            f"at {str(r.get('commit', ''))[:12]} ({r.get('size', 0) / 1e6:.1f} MB, sha256 "
+            f"{str(r.get('sha256', ''))[:12]}…) → {escape(str(r['path']))}",
+            soft_wrap=True,
+        )
+        if r.get("entry") and not r.get("registered"):
+            con.print("registry entry to add (or pull again with --register):")
+            con.print(Text(str(r["entry"]).rstrip("\n")))
+        for note in r.get("notes", []):
+            con.print(Text(f"note: {note}", style="dim"))
+    for note in doc.get("notes", []):
+        con.print(Text(f"note: {note}", style="dim"))
+    if doc.get("pulled"):
+        con.print(Text(f"recorded in {doc.get('lock')}", style="dim"))
