@@ -133,10 +133,9 @@ def name_for_file(file: str) -> str:
 
 
 def pull_targets(registry: Registry, what: str) -> tuple[list[PullTarget], list[str]]:
-    """The files ``what`` names (a model, a pair, or ``REPO[:FILE]``), and notes on pair members
-    that need no pull (installed from a package)."""
-    if what in registry.models:
-        return [_for_spec(registry.models[what])], []
+    """The files ``what`` names (a pair, a model, or ``REPO[:FILE]``), and notes on pair members
+    that need no pull (installed from a package). A name that is both a pair and a model (the
+    matched pairs are named after their base model) means the pair: both of its files."""
     if what in registry.pairs:
         pair = registry.pairs[what]
         targets, notes = [], []
@@ -147,6 +146,8 @@ def pull_targets(registry: Registry, what: str) -> tuple[list[PullTarget], list[
                 continue
             targets.append(_for_spec(spec))
         return targets, notes
+    if what in registry.models:
+        return [_for_spec(registry.models[what])], []
     repo, _, file = what.partition(":")
     if "/" not in repo:
         known = ", ".join(sorted([*registry.models, *registry.pairs]))

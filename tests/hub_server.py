@@ -78,7 +78,9 @@ class LoopbackHub:
         self.cdn = ThreadingHTTPServer(("127.0.0.1", 0), self._handler("cdn"))
         for server in (self.hub, self.cdn):
             server.daemon_threads = True
-        self._threads = [threading.Thread(target=s.serve_forever, args=(0.05,), daemon=True) for s in (self.hub, self.cdn)]
+        self._threads = [
+            threading.Thread(target=s.serve_forever, args=(0.05,), daemon=True) for s in (self.hub, self.cdn)
+        ]
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -139,7 +141,9 @@ class LoopbackHub:
 
             def _record(self) -> None:
                 with hub._lock:
-                    hub.requests.append((role, self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+                    hub.requests.append(
+                        (role, self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
+                    )
 
             def do_HEAD(self) -> None:  # noqa: N802 (http.server's name)
                 self._record()
@@ -190,7 +194,9 @@ class LoopbackHub:
                     self._reply(401, {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"})
                     return
                 if repo.gated_token and self.headers.get("Authorization") != f"Bearer {repo.gated_token}":
-                    msg = f"Access to model {m.group(1)} is restricted. You must have access to it and be authenticated."
+                    msg = (
+                        f"Access to model {m.group(1)} is restricted. You must have access to it and be authenticated."
+                    )
                     self._reply(401, {"X-Error-Code": "GatedRepo", "X-Error-Message": msg})
                     return
                 f = repo.files.get(m.group(3))
