@@ -581,6 +581,60 @@ def embedders_export(
         rep.render_export(rep.console(), result.to_json())
 
 
+judge_app = typer.Typer(help="The local judge: measure how far its figures can be trusted.", no_args_is_help=True)
+app.add_typer(judge_app, name="judge")
+
+
+@judge_app.command("check")
+@handled
+def judge_check(
+    judge: Annotated[
+        str | None, typer.Option(help="Judge: registry name or .gguf (default: the default pair's chat model).")
+    ] = None,
+    against_release: Annotated[
+        bool,
+        typer.Option(
+            "--against-release", help="Also compare its stance labels with the paper's GPT-4 labels (ConflictingQA)."
+        ),
+    ] = False,
+    release: Annotated[
+        str | None, typer.Option(help="The paper's release folder (default: $LITE_ALIGN_PAPER_RELEASE).")
+    ] = None,
+    limit: Annotated[
+        int,
+        typer.Option(help="--against-release: prompts to judge (each 5 answers x 2 models), seeded; 434 = all."),
+    ] = 20,
+    calibration: Annotated[
+        str | None, typer.Option(help="Calibration file (default: prompts/judge/calibration.jsonl).")
+    ] = None,
+    threads: Annotated[int, typer.Option(help="llama.cpp threads (1 is fastest on 2 vCPUs).")] = 1,
+    registry: RegistryOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure a judge: accuracy and Cohen's kappa per task against our calibration set (and the
+    paper's GPT-4 stance labels), with 95% intervals; cached by judge sha256 and calibration version."""
+    from . import report as rep
+    from .judge_check import check_judge
+    from .progress import RichProgress
+
+    if threads > 1:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    doc = check_judge(
+        judge,
+        registry,
+        calibration=calibration,
+        against_release=against_release,
+        release=release,
+        limit=limit,
+        threads=threads,
+        progress=RichProgress(enabled=True),
+    )
+    if json_out:
+        rep.print_json(doc)
+    else:
+        rep.render_judge_check(rep.console(), doc)
+
+
 def main() -> None:
     app()
 
