@@ -195,6 +195,8 @@ def reading(kappa: float | None) -> str:
 
 def agreement(expected: Sequence[str], judged: Sequence[str], clusters: Sequence[int] | None = None) -> dict[str, Any]:
     kappa = _interval(cohen_kappa, expected, judged, clusters)
+    same = len(set(judged)) == 1 and len(set(expected)) > 1
+    # a judge that gives every item the same label agrees only by chance, whatever its accuracy
     confusion: dict[str, dict[str, int]] = {}
     for e, j in zip(expected, judged, strict=True):
         confusion.setdefault(e, {}).setdefault(j, 0)
@@ -204,7 +206,7 @@ def agreement(expected: Sequence[str], judged: Sequence[str], clusters: Sequence
         "n_unparsed": sum(j == "unparsed" for j in judged),
         "accuracy": _interval(accuracy, expected, judged, clusters),
         "kappa": kappa,
-        "reading": reading(kappa["mean"]),
+        "reading": f"chance: '{judged[0]}' for every item" if same else reading(kappa["mean"]),
         "confusion": confusion,
     }
 
