@@ -159,7 +159,10 @@ def run(
         report.render_run(report.console(), manifest, results)
 
 
-models_app = typer.Typer(help="The model registry: list it; pull GGUF files from the Hugging Face hub.")
+models_app = typer.Typer(
+    help="The model registry. Alone: every model, whether its file is present, pulled and matches models.lock, "
+    "its size and sha256. `pull`: download GGUF files from the Hugging Face hub."
+)
 app.add_typer(models_app, name="models")
 
 
