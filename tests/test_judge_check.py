@@ -215,6 +215,10 @@ def test_explain_reports_carry_the_agreement_first(tmp_path: Path) -> None:
 
     md = render_markdown({}, {"explain": result})
     assert md.index("against the calibration set") < md.index("### raw_diversity")
+    from lite_align.html_report import render_html
+
+    page = render_html({}, {"explain": result})
+    assert page.index("against the calibration set") < page.index("raw_diversity")
     assert with_agreement({"judge": None, "x": 1}, None) == {"judge": None, "x": 1}  # no judge: untouched
 
 
@@ -357,3 +361,17 @@ def test_cli_explain_with_a_judge_puts_its_agreement_first(tiny_chat_gguf: Path,
     text = cli(*args, "--judge", str(tiny_chat_gguf), env=env)
     body = [line for line in text.stdout.splitlines() if line.strip()]
     assert text.returncode == 0 and "Explaining the drop" in body[0] and "against the calibration set" in body[1]
+
+
+def test_cli_run_explain_carries_the_agreement(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path) -> None:
+    env = {"LITE_ALIGN_CACHE": str(tmp_path / "cache")}
+    args = ["run", "--base", str(tiny_base_gguf), "--chat", str(tiny_chat_gguf), "--out", str(tmp_path / "run")]
+    args += ["--prompts", "yesno", "--limit", "2", "--samples", "2", "--max-tokens", "6", "--conditions", "base,chat"]
+    res = cli(*args, "--explain", "--json", env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    ex = json.loads(res.stdout)["explain"]
+    assert (
+        list(ex)[0] == "judge_agreement"
+        and "tiny-chat against the calibration set (v1, 40 items)" in ex["judge_agreement"]
+    )
+    assert ex["judge"]["agreement"]["calibration"]["version"] == "1"
