@@ -41,10 +41,10 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, PromptFileError, SamplesFileError
+from .explain import HELPFUL_BAR  # the quality bar the explain section applies: checked here as it is used
 
 CALIBRATION_FORMAT = "lite_align-judge-calibration"
 CHECK_VERSION = 1  # of the figures computed here; part of the cache key: bump it when they change
-HELPFUL_BAR = 3  # as in explain.HELPFUL_BAR (not imported: this module must not pull in the metrics)
 COVERS_AT_MOST = 2
 BOOTSTRAP = 2000
 RELEASE_SETS = ("llama-2-base", "gpt-3.5-turbo")
