@@ -164,7 +164,9 @@ def pull_targets(registry: Registry, what: str) -> tuple[list[PullTarget], list[
         if spec.repo == repo and spec.file == file:
             return [_for_spec(spec)], []
     name = name_for_file(file)
-    return [PullTarget(name, repo, file, DEFAULT_REVISION, target_dir() / Path(file).name, False)], []
+    if name in registry.models:  # another entry has that name: the new one gets its publisher too
+        name = f"{name}-{name_for_file(repo.split('/')[0])}"
+    return [PullTarget(name, repo, file, DEFAULT_REVISION, target_dir() / file, False)], []  # as locate() finds it
 
 
 # ---------------------------------------------------------------------------------------------

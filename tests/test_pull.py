@@ -426,3 +426,11 @@ def test_cli_ctrl_c_keeps_the_partial_file_and_the_next_pull_resumes_it(
     assert r["status"] == "resumed" and r["resumed_from"] == 2 << 20 and r["sha256"] == sha(data)
     assert hub.cdn_gets()[-1]["range"] == f"bytes={2 << 20}-"
     assert not part.exists()
+
+
+def test_a_pulled_file_never_takes_the_name_of_another_entry(
+    hub: LoopbackHub, env: dict[str, str], registry: Path
+) -> None:
+    reg = load_registry(registry)
+    (target,), _ = pull_targets(reg, "Someone/other-GGUF:tiny.gguf")  # "tiny" is taken by REPO/FILE
+    assert target.name == "tiny-someone" and not target.registered
