@@ -240,11 +240,12 @@ def _only_gguf(repo: str, revision: str) -> str:
     if offline():
         raise DownloadError(f"offline (HF_HUB_OFFLINE is set): cannot list {repo}; name the file as {repo}:FILE")
     try:
-        files = [
-            f.path
-            for f in HfApi(endpoint=endpoint()).list_repo_tree(repo, recursive=True, revision=revision)
-            if isinstance(f, RepoFile) and f.path.lower().endswith(".gguf")
-        ]
+        with _hub_settings():
+            files = [
+                f.path
+                for f in HfApi(endpoint=endpoint()).list_repo_tree(repo, recursive=True, revision=revision)
+                if isinstance(f, RepoFile) and f.path.lower().endswith(".gguf")
+            ]
     except Exception as exc:  # the hub's and the network's errors, as one line
         raise _hub_error(exc, repo=repo, file="", revision=revision, url=url, dest=target_dir()) from None
     if len(files) == 1:
@@ -272,7 +273,8 @@ def _metadata(target: PullTarget, url: str) -> tuple[_Remote, dict[str, str]]:
 
     headers = build_hf_headers()
     try:
-        meta = get_hf_file_metadata(url, headers=headers, endpoint=endpoint())
+        with _hub_settings():
+            meta = get_hf_file_metadata(url, headers=headers, endpoint=endpoint())
     except Exception as exc:
         raise _hub_error(
             exc, repo=target.repo, file=target.file, revision=target.revision, url=url, dest=target.dest
@@ -317,17 +319,21 @@ class _Bar:
 
 
 @contextlib.contextmanager
-def _chunks(size: int) -> Iterator[None]:
-    """huggingface_hub streams in chunks of ``constants.DOWNLOAD_CHUNK_SIZE`` and writes whole
-    chunks only; smaller ones make the progress bar move and let a resume lose less."""
+def _hub_settings(chunk_bytes: int = CHUNK_BYTES) -> Iterator[None]:
+    """huggingface_hub's settings for one pull, restored afterwards:
+
+    - it streams in chunks of ``constants.DOWNLOAD_CHUNK_SIZE`` and writes whole chunks only;
+      smaller ones make the progress bar move and let a resume lose less;
+    - it reads ``HF_HUB_OFFLINE`` once, when first imported (``lite-align embedders export`` sets it
+      for its own import): offline is decided by the environment now (``offline()``), as here."""
     from huggingface_hub import constants
 
-    old = constants.DOWNLOAD_CHUNK_SIZE
-    constants.DOWNLOAD_CHUNK_SIZE = size
+    saved = constants.DOWNLOAD_CHUNK_SIZE, constants.HF_HUB_OFFLINE
+    constants.DOWNLOAD_CHUNK_SIZE, constants.HF_HUB_OFFLINE = chunk_bytes, offline()
     try:
         yield
     finally:
-        constants.DOWNLOAD_CHUNK_SIZE = old
+        constants.DOWNLOAD_CHUNK_SIZE, constants.HF_HUB_OFFLINE = saved
 
 
 def partial_path(dest: Path, etag: str) -> Path:
@@ -414,7 +420,7 @@ def _download(target: PullTarget, remote: _Remote, headers: dict[str, str], prog
         resume = 0
     bar = type("_PullBar", (_Bar,), {"progress": progress})
     try:
-        with _chunks(chunk_bytes), part.open("ab") as fh:
+        with _hub_settings(chunk_bytes), part.open("ab") as fh:
             http_get(
                 remote.location, fh, resume_size=resume, headers=headers, expected_size=remote.size,
                 displayed_filename=target.file, tqdm_class=bar,  # type: ignore[arg-type]

@@ -434,3 +434,19 @@ def test_a_pulled_file_never_takes_the_name_of_another_entry(
     reg = load_registry(registry)
     (target,), _ = pull_targets(reg, "Someone/other-GGUF:tiny.gguf")  # "tiny" is taken by REPO/FILE
     assert target.name == "tiny-someone" and not target.registered
+
+
+def test_pull_decides_offline_by_the_environment_now(
+    hub: LoopbackHub, env: dict[str, str], registry: Path, tiny_chat_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """huggingface_hub reads HF_HUB_OFFLINE once, at import (`embedders export` sets it for its own
+    import); a later pull in the same process follows the environment as it is then."""
+    from huggingface_hub import constants
+
+    hub.add(REPO, FILE, tiny_chat_gguf.read_bytes())
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert pull_name(registry).status == "downloaded"  # type: ignore[attr-defined]
+    assert constants.HF_HUB_OFFLINE is True  # restored afterwards
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DownloadError, match="offline"):
+        pull_name(registry, force=True)
