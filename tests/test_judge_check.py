@@ -284,13 +284,14 @@ def test_release_check_against_gpt4_labels(tmp_path: Path) -> None:
 
 
 def test_the_release_must_be_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    released = conflictingqa()
     monkeypatch.delenv("LITE_ALIGN_PAPER_RELEASE", raising=False)
     monkeypatch.setenv("LITE_ALIGN_CACHE", str(tmp_path / "cache"))  # no fetched release there either
     with pytest.raises(ConfigError, match="--against-release needs the paper's release: pass --release PATH"):
         find_release(None)
     with pytest.raises(ConfigError, match="does not hold ConflictingQA/eval-stance"):
         find_release(tmp_path)
-    assert find_release(conflictingqa()) == find_release(conflictingqa().parent)
+    assert find_release(released) == find_release(released.parent)
 
 
 # ---------------------------------------------------------------------------------------------
