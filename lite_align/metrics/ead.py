@@ -37,13 +37,14 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from lite_align.metrics.ngrams import NgramTable, ngram_table
+from lite_align.metrics.ngrams import NgramTable, Vocabulary, ngram_columns_ids, ngram_table
 
 __all__ = [
     "DEFAULT_VOCAB_SIZE",
     "EAD_ORDERS",
     "ead",
     "ead_across_prompts",
+    "ead_across_prompts_ids",
     "ead_from_table",
     "expected_distinct",
 ]
@@ -85,5 +86,19 @@ def ead_across_prompts(
     vocab_size: int = DEFAULT_VOCAB_SIZE,
     orders: Sequence[int] = EAD_ORDERS,
 ) -> float:
-    """EAD over one sample per prompt (each prompt's first), as one collection."""
-    return ead(first_samples, vocab_size, orders)
+    """EAD over one sample per prompt (each prompt's first), as one collection (same value as
+    ``ead``, computed without a dense samples x n-grams matrix)."""
+    vocab = Vocabulary()
+    return ead_across_prompts_ids([vocab.encode(d) for d in first_samples], vocab_size, orders)
+
+
+def ead_across_prompts_ids(
+    first_samples: Sequence[np.ndarray], vocab_size: int = DEFAULT_VOCAB_SIZE, orders: Sequence[int] = EAD_ORDERS
+) -> float:
+    """``ead_across_prompts`` of samples given as integer token ids."""
+    wanted = set(orders)
+    values = []
+    for n, (_, column, n_grams) in enumerate(ngram_columns_ids(first_samples, max(orders)), start=1):
+        if n in wanted and column.size:
+            values.append(n_grams / expected_distinct(int(column.size), vocab_size))
+    return float(np.mean(values)) if values else float("nan")

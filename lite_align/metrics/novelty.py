@@ -35,7 +35,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from lite_align.metrics.rouge import rouge_1_f_tokens, rouge_tokens
+from lite_align.metrics.rouge import f_from_overlap as _f_from_overlap
+from lite_align.metrics.rouge import rouge_tokens
 
 __all__ = [
     "EMBEDDING_THRESHOLD",
@@ -103,12 +104,19 @@ def _with_short_rule(texts: Sequence[str], similar: Callable[[int, int], bool]) 
     return same
 
 
-def partition_rouge1(texts: Sequence[str], threshold: float = ROUGE1_THRESHOLD) -> list[int]:
-    """Classes of a prompt's samples: short-answer rule, else ROUGE-1 F > ``threshold``."""
-    tokens = [rouge_tokens(t) for t in texts]
-    return greedy_partition(
-        len(texts), _with_short_rule(texts, lambda i, j: rouge_1_f_tokens(tokens[i], tokens[j]) > threshold)
-    )
+def partition_rouge1(
+    texts: Sequence[str], threshold: float = ROUGE1_THRESHOLD, tokens: Sequence[Sequence[str]] | None = None
+) -> list[int]:
+    """Classes of a prompt's samples: short-answer rule, else ROUGE-1 F > ``threshold``.
+    ``tokens``: the texts' rouge tokens, when already at hand."""
+    toks = [rouge_tokens(t) for t in texts] if tokens is None else tokens
+    bags = [Counter(t) for t in toks]
+
+    def similar(i: int, j: int) -> bool:
+        overlap = sum((bags[i] & bags[j]).values())
+        return _f_from_overlap(overlap, len(toks[i]), len(toks[j])) > threshold
+
+    return greedy_partition(len(texts), _with_short_rule(texts, similar))
 
 
 def partition_embedding(texts: Sequence[str], vectors: np.ndarray, threshold: float = EMBEDDING_THRESHOLD) -> list[int]:

@@ -23,43 +23,61 @@ whitespace. docs/measures.md compares the two.)
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from collections.abc import Sequence
 
-__all__ = ["NGRAM_DIVERSITY_ORDERS", "SELF_REPETITION_ORDER", "ngram_diversity", "self_repetition"]
+import numpy as np
+
+from lite_align.metrics.ngrams import Vocabulary, distinct_sorted, ngram_columns_ids
+
+__all__ = [
+    "NGRAM_DIVERSITY_ORDERS",
+    "SELF_REPETITION_ORDER",
+    "ngram_diversity",
+    "ngram_diversity_ids",
+    "self_repetition",
+    "self_repetition_ids",
+]
 
 NGRAM_DIVERSITY_ORDERS = (1, 2, 3, 4)
 SELF_REPETITION_ORDER = 4
 
 
-def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
-    return list(zip(*(words[k:] for k in range(n)), strict=False))
+def ngram_diversity_ids(docs: Sequence[np.ndarray], orders: Sequence[int] = NGRAM_DIVERSITY_ORDERS) -> float:
+    """n-gram diversity of samples given as integer word ids (n-grams span sample boundaries)."""
+    joined = np.concatenate(docs) if len(docs) else np.zeros(0, dtype=np.int64)
+    if joined.size < max(orders):
+        return float("nan")
+    wanted = set(orders)
+    total = 0.0
+    for n, (_, column, n_grams) in enumerate(ngram_columns_ids([joined], max(orders)), start=1):
+        if n in wanted:
+            total += n_grams / column.size
+    return total
 
 
 def ngram_diversity(texts: Sequence[str], orders: Sequence[int] = NGRAM_DIVERSITY_ORDERS) -> float:
     """Sum over ``orders`` of distinct / total n-grams of the samples joined (higher = more diverse)."""
-    words = " ".join(texts).split()
-    if len(words) < max(orders):
+    vocab = Vocabulary()
+    return ngram_diversity_ids([vocab.encode(t.split()) for t in texts], orders)
+
+
+def self_repetition_ids(docs: Sequence[np.ndarray], n: int = SELF_REPETITION_ORDER) -> float:
+    """Self-repetition of samples given as integer word ids; NaN with fewer than two samples."""
+    n_docs = len(docs)
+    if n_docs < 2:
         return float("nan")
-    total = 0.0
-    for n in orders:
-        grams = _ngrams(words, n)
-        total += len(set(grams)) / len(grams)
-    return total
+    *_, (doc, column, n_grams) = ngram_columns_ids(docs, n)
+    if n_grams == 0:
+        return 0.0
+    present = distinct_sorted(doc * n_grams + column)  # each (sample, distinct n-gram) once
+    in_doc, gram = present // n_grams, present % n_grams
+    in_samples = np.bincount(gram, minlength=n_grams)  # samples containing each n-gram
+    others = np.bincount(in_doc, weights=in_samples[gram] - 1, minlength=n_docs)
+    return float(np.log1p(others).mean())
 
 
 def self_repetition(texts: Sequence[str], n: int = SELF_REPETITION_ORDER) -> float:
     """Mean over samples of log(1 + occurrences of the sample's distinct n-grams in the other
     samples); NaN with fewer than two samples (nothing to repeat across)."""
-    if len(texts) < 2:
-        return float("nan")
-    per_sample = [set(_ngrams(t.split(), n)) for t in texts]
-    in_samples: Counter[tuple[str, ...]] = Counter()
-    for grams in per_sample:
-        in_samples.update(grams)
-    total = 0.0
-    for grams in per_sample:
-        others = sum(in_samples[g] for g in grams) - len(grams)
-        total += math.log1p(others)
-    return total / len(texts)
+    vocab = Vocabulary()
+    return self_repetition_ids([vocab.encode(t.split()) for t in texts], n)

@@ -34,6 +34,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 
 __all__ = [
+    "f_from_overlap",
     "homogenization_rougel",
     "homogenization_rougel_tokens",
     "pairwise_lcs",
@@ -86,7 +87,8 @@ def pairwise_lcs(docs: Sequence[Sequence[Hashable]]) -> np.ndarray:
     return out
 
 
-def _f_from_overlap(overlap: int, len_a: int, len_b: int) -> float:
+def f_from_overlap(overlap: int, len_a: int, len_b: int) -> float:
+    """2 * overlap / (len_a + len_b); 1 for two empty sequences, 0 when just one is empty."""
     if len_a == 0 and len_b == 0:
         return 1.0
     if len_a == 0 or len_b == 0:
@@ -97,13 +99,13 @@ def _f_from_overlap(overlap: int, len_a: int, len_b: int) -> float:
 def rouge_l_f(a: str, b: str) -> float:
     """ROUGE-L F of two texts (symmetric)."""
     ta, tb = rouge_tokens(a), rouge_tokens(b)
-    return _f_from_overlap(int(pairwise_lcs([ta, tb])[0, 1]), len(ta), len(tb))
+    return f_from_overlap(int(pairwise_lcs([ta, tb])[0, 1]), len(ta), len(tb))
 
 
 def rouge_1_f_tokens(a: Sequence[str], b: Sequence[str]) -> float:
     """ROUGE-1 F of two token sequences (symmetric)."""
     overlap = sum((Counter(a) & Counter(b)).values())
-    return _f_from_overlap(overlap, len(a), len(b))
+    return f_from_overlap(overlap, len(a), len(b))
 
 
 def rouge_1_f(a: str, b: str) -> float:
@@ -125,7 +127,7 @@ def homogenization_rougel_tokens(docs: Sequence[Sequence[str]]) -> float:
     total = 0.0
     for i in range(n):
         for j in range(i + 1, n):
-            total += _f_from_overlap(int(lcs[i, j]), lengths[i], lengths[j])
+            total += f_from_overlap(int(lcs[i, j]), lengths[i], lengths[j])
     return total / (n * (n - 1) / 2)
 
 
