@@ -28,7 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lite_align.data import SampleSet  # noqa: E402
 from lite_align.metrics.lexical import diversity  # noqa: E402
-from lite_align.metrics.measures import MEASURES, PromptSamples, TextCache, measure_set  # noqa: E402
+from lite_align.metrics.measures import (  # noqa: E402
+    MEASURES,
+    PromptSamples,
+    TextCache,
+    measure_agreement,
+    measure_set,
+)
 from lite_align.readers import read_samples  # noqa: E402
 
 T = TypeVar("T")
@@ -86,7 +92,7 @@ def main() -> None:
     vectors = embedded_vectors(sets) if args.embed else random_vectors(sets)
 
     print("\n-- today's lexical pass (tokenizer memos empty)")
-    timed("lexical diversity, all files", lambda: [diversity(s) for s in sets])
+    lexical, _, _ = timed("lexical diversity, all files", lambda: [diversity(s) for s in sets])
 
     print("\n-- every new measure, all files (measure_set)")
     results, wall, cpu = timed(
@@ -107,11 +113,25 @@ def main() -> None:
         timed(f"  {m.key}", partial(_every, prompts, m.per_prompt))
 
     print(f"\nall new measures: {wall:.2f} s wall, {cpu:.2f} s cpu for {n:,} responses (target: at most 10 s)")
-    print("\nmeans over prompts:")
     keys = results[0].keys
-    print(f"{'':<40}" + "".join(f"{k[:10]:>11}" for k in keys))
-    for r in results:
-        print(f"{r.label[:40]:<40}" + "".join(f"{r.estimates[k].mean:11.3f}" for k in keys))
+    short = [r.label.replace("llama-2-icl-gpt-3.5-", "icl-").replace("-prompt_similar", "")[:13] for r in results]
+    source = "the default embedder" if args.embed else "random vectors"
+    print(f"\nmeans over prompts (embedding measures: {source})")
+    print(f"{'':<28}" + "".join(f"{label:>14}" for label in short))
+    for k in keys:
+        print(f"{k:<28}" + "".join(f"{r.estimates[k].mean:14.3f}" for r in results))
+    print(f"{'ead_across_prompts':<28}" + "".join(f"{r.ead_across_prompts:14.3f}" for r in results))
+
+    tables = []
+    for r, lex in zip(results, lexical, strict=True):
+        assert r.prompt_ids == lex.prompt_ids
+        tables.append(measure_agreement(r, {"jaccard_within": (lex.per_prompt["jaccard_within"], False)}))
+    rho = np.nanmean([t.rho for t in tables], axis=0)
+    names = tables[0].keys
+    print("\nagreement: Spearman rho over prompts, oriented (+ = same ranking by diversity), mean of the 6 files")
+    print(f"{'':<28}" + "".join(f"{k[:6]:>7}" for k in names))
+    for i, k in enumerate(names):
+        print(f"{k:<28}" + "".join(f"{v:7.2f}" for v in rho[i]))
 
 
 if __name__ == "__main__":

@@ -35,8 +35,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from lite_align.metrics.rouge import f_from_overlap as _f_from_overlap
-from lite_align.metrics.rouge import rouge_tokens
+from lite_align.metrics.rouge import f_from_overlap, rouge_tokens, unigram_overlaps
 
 __all__ = [
     "EMBEDDING_THRESHOLD",
@@ -110,11 +109,11 @@ def partition_rouge1(
     """Classes of a prompt's samples: short-answer rule, else ROUGE-1 F > ``threshold``.
     ``tokens``: the texts' rouge tokens, when already at hand."""
     toks = [rouge_tokens(t) for t in texts] if tokens is None else tokens
-    bags = [Counter(t) for t in toks]
+    overlap = unigram_overlaps(toks)
+    lengths = [len(t) for t in toks]
 
     def similar(i: int, j: int) -> bool:
-        overlap = sum((bags[i] & bags[j]).values())
-        return _f_from_overlap(overlap, len(toks[i]), len(toks[j])) > threshold
+        return f_from_overlap(int(overlap[i, j]), lengths[i], lengths[j]) > threshold
 
     return greedy_partition(len(texts), _with_short_rule(texts, similar))
 

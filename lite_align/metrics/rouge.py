@@ -33,6 +33,8 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
+from lite_align.metrics.ngrams import ngram_table
+
 __all__ = [
     "f_from_overlap",
     "homogenization_rougel",
@@ -42,6 +44,7 @@ __all__ = [
     "rouge_1_f_tokens",
     "rouge_l_f",
     "rouge_tokens",
+    "unigram_overlaps",
 ]
 
 _ALNUM_RUN = re.compile(r"[a-z0-9]+")
@@ -79,8 +82,10 @@ def pairwise_lcs(docs: Sequence[Sequence[Hashable]]) -> np.ndarray:
         segments |= ((1 << lengths[i_new]) - 1) << offsets[i_new]
         v = segments
         for tok in docs[j]:
-            u = v & get(tok, 0)
-            v = ((v + u) | (v - u)) & segments
+            m = get(tok)
+            if m is not None:  # a token in no earlier sample leaves v as it is
+                u = v & m
+                v = ((v + u) | (v - u)) & segments
         for i in range(j):
             zeros = lengths[i] - ((v >> offsets[i]) & ((1 << lengths[i]) - 1)).bit_count()
             out[i, j] = out[j, i] = zeros
@@ -100,6 +105,12 @@ def rouge_l_f(a: str, b: str) -> float:
     """ROUGE-L F of two texts (symmetric)."""
     ta, tb = rouge_tokens(a), rouge_tokens(b)
     return f_from_overlap(int(pairwise_lcs([ta, tb])[0, 1]), len(ta), len(tb))
+
+
+def unigram_overlaps(docs: Sequence[Sequence[Hashable]]) -> np.ndarray:
+    """Matrix of clipped unigram overlaps Σ_w min(count_i(w), count_j(w)) between every two docs."""
+    counts = ngram_table(docs, 1).counts(1)
+    return np.minimum(counts[:, None, :], counts[None, :, :]).sum(axis=2)
 
 
 def rouge_1_f_tokens(a: Sequence[str], b: Sequence[str]) -> float:
