@@ -108,6 +108,41 @@ def test_self_bleu_equals_nltk_with_method1(docs: list[list[str]]) -> None:
     assert self_bleu(docs) == pytest.approx(float(np.mean(scores)), rel=1e-9, abs=1e-15)
 
 
+text_sets = st.lists(
+    st.lists(st.sampled_from(["the", "cat", "sat", "a", "dog", "ran", ".", "the cat"]), max_size=15).map(" ".join),
+    min_size=2,
+    max_size=6,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(text_sets, st.randoms(use_true_random=False))
+def test_every_measure_stays_in_its_range_and_ignores_sample_order(texts: list[str], rnd: object) -> None:
+    shuffled = list(texts)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    n = len(texts)
+    vectors = np.array([[1.0 + len(t), 0.5 * t.count("cat"), 1.0] for t in texts])
+    order = [texts.index(t) for t in shuffled]
+    values = {}
+    for version, (ts, vs) in enumerate([(texts, vectors), (shuffled, vectors[order])]):
+        p = PromptSamples(ts, vs)
+        values[version] = {m.key: m.per_prompt(p) for m in MEASURES}
+    v = values[0]
+    assert 1 - 1e-9 <= v["vendi_ngram"] <= n + 1e-9 and 1 - 1e-9 <= v["vendi_embedding"] <= n + 1e-9
+    assert 1 <= v["distinct_classes"] <= n and 1 <= v["distinct_classes_embedding"] <= n
+    assert 0 <= v["semantic_entropy"] <= math.log(n) + 1e-12
+    for key in ("homogenization_rougel", "self_bleu"):
+        assert 0 <= v[key] <= 1
+    assert v["self_repetition"] >= 0
+    assert math.isnan(v["ngram_diversity"]) or 0 < v["ngram_diversity"] <= 4
+    assert math.isnan(v["ead"]) or v["ead"] > 0
+    assert v["compression_ratio_gzip"] > 0 and v["compression_ratio_xz"] > 0
+    # everything but the greedy classes (which follow sample order) and the compressed sizes
+    # (which depend on the text's order) is a function of the set of samples
+    for key in ("vendi_ngram", "vendi_embedding", "homogenization_rougel", "self_bleu", "self_repetition", "ead"):
+        assert values[1][key] == pytest.approx(v[key], rel=1e-9, abs=1e-12, nan_ok=True), key
+
+
 # -------------------------------------------------------------------------------------------------
 # Vendi (reference comparisons and published values: test_measures_reference.py)
 
