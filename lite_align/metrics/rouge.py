@@ -66,13 +66,19 @@ def pairwise_lcs(docs: Sequence[Sequence[Hashable]]) -> np.ndarray:
         return out
     # Lay out docs[0..n-2] as bit segments: segment i at bits offsets[i] .. offsets[i] + len - 1,
     # then one guard bit. masks[token] has a 1 wherever that token stands in some segment.
+    # Only tokens that some later sample has can ever match: the others get no mask bits.
+    later: list[set[Hashable]] = [set() for _ in range(n)]
+    for i in range(n - 2, -1, -1):
+        later[i] = later[i + 1] | set(docs[i + 1])
     offsets: list[int] = []
     positions: dict[Hashable, list[int]] = {}
     pos = 0
-    for doc in docs[:-1]:
+    for i, doc in enumerate(docs[:-1]):
         offsets.append(pos)
+        wanted = later[i]
         for k, tok in enumerate(doc):
-            positions.setdefault(tok, []).append(pos + k)
+            if tok in wanted:
+                positions.setdefault(tok, []).append(pos + k)
         pos += len(doc) + 1
     masks = {tok: sum(1 << p for p in ps) for tok, ps in positions.items()}
     get = masks.get
