@@ -435,6 +435,17 @@ def test_measure_set_refuses_embedding_measures_without_vectors() -> None:
         measure_set(_toy(), keys=["vendi"])
     with pytest.raises(ValueError, match="2 samples but 3 sentence vectors"):
         PromptSamples(["a", "b"], np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="no sentence vectors for prompt 1 of toy"):
+        measure_set(_toy(), vectors={0: np.ones((4, 3))})
+
+
+def test_measure_set_takes_any_text() -> None:
+    """Empty answers, whitespace, a lone surrogate from a broken JSON escape, non-Latin scripts."""
+    odd = SampleSet("odd", {0: ("", "   ", "\ud800 broken", "日本語の答え。", "Ça va?", "")})
+    result = measure_set(odd)
+    assert result.per_prompt["compression_ratio_gzip"][0] > 0
+    assert result.per_prompt["distinct_classes"][0] >= 1
+    json.dumps(result.to_json(), allow_nan=False)
 
 
 def test_measure_set_shares_one_text_cache() -> None:

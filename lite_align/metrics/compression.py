@@ -31,8 +31,9 @@ _XZ_MIN_DICT = 1 << 12
 
 
 def joined_bytes(texts: Sequence[str]) -> bytes:
-    """The samples joined by single spaces, as UTF-8 (what is compressed)."""
-    return " ".join(texts).encode("utf-8")
+    """The samples joined by single spaces, as UTF-8 (what is compressed); a lone surrogate (text
+    decoded from broken JSON escapes) is kept as its three bytes rather than refused."""
+    return " ".join(texts).encode("utf-8", errors="surrogatepass")
 
 
 def _xz_dict_size(n: int) -> int:

@@ -406,7 +406,12 @@ def measure_set(
         texts = sample_set.by_prompt[pid]
         if len(texts) < MIN_SAMPLES:
             continue
-        vecs = None if vectors is None else np.asarray(vectors[pid])
+        vecs = None
+        if vectors is not None:
+            if pid not in vectors:
+                label = sample_set.label
+                raise ValueError(f"no sentence vectors for prompt {pid} of {label}; embed every prompt's samples")
+            vecs = np.asarray(vectors[pid])
         prompt = PromptSamples(texts, vecs, v, cache)
         for row, m in enumerate(chosen):
             values[row, col] = m.per_prompt(prompt)
