@@ -7,6 +7,9 @@ Comparisons with the reference packages on the paper's release are in test_measu
 
 from __future__ import annotations
 
+import ast
+import doctest
+import importlib
 import itertools
 import json
 import math
@@ -471,3 +474,39 @@ def test_measure_agreement_covers_every_measure_and_extra_series() -> None:
     assert table.oriented and table.rho.shape == (4, 4)
     assert np.allclose(np.diag(table.rho), 1.0)
     assert np.allclose(table.rho, table.rho.T, equal_nan=True)
+
+
+NEW_MODULES = (
+    "agreement",
+    "compression",
+    "ead",
+    "measures",
+    "ngrams",
+    "novelty",
+    "repetition",
+    "rouge",
+    "selfbleu",
+    "vendi",
+)
+
+
+@pytest.mark.parametrize("name", NEW_MODULES)
+def test_docstring_examples_hold(name: str) -> None:
+    module = importlib.import_module(f"lite_align.metrics.{name}")
+    failed, attempted = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert failed == 0 and attempted > 0
+
+
+@pytest.mark.parametrize("name", NEW_MODULES)
+def test_no_reference_package_is_imported_by_lite_align(name: str) -> None:
+    """The reference implementations (and scipy, which lite_align does not depend on) are for tests."""
+    banned = {"vendi_score", "diversity", "rouge_score", "sacrebleu", "scipy", "sklearn", "nltk.translate"}
+    path = Path(importlib.import_module(f"lite_align.metrics.{name}").__file__ or "")
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        for imported in names:
+            assert not any(imported == b or imported.startswith(b + ".") for b in banned), (name, imported)
