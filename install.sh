@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# Install lite_align, its test tools and the embedded default models into .venv in the project root.
+# Install lite_align, its test tools and the embedded default models into .venv in the project root:
+# everything `lite-align run`, the analysis commands and the tests need.
+#   ./install.sh --export   also the 'export' extra (torch CPU, sentence-transformers, onnx), which
+#                           only `lite-align embedders export` uses (about 1.1 GB more in .venv)
 # Needs Python >= 3.11, a C/C++ compiler and cmake (llama-cpp-python builds from source), and the
 # package registries; nothing else is downloaded, now or at run time.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
+EXPORT=0
+for arg in "$@"; do
+  case "$arg" in
+    --export) EXPORT=1 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option $arg (the only option is --export)" >&2; exit 2 ;;
+  esac
+done
 
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
@@ -16,10 +27,14 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check)
 # as long (about 7.5 min on 2 cores). pip's wheel cache keeps the result for the next install.
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DLLAMA_OPENSSL=OFF}"
 echo "install.sh: installing lite_align and its dependencies (the first time, llama-cpp-python compiles: ~8 min)" >&2
-# torch only serves `lite-align embedders export` (the 'export' extra). Pinned, and installed
-# first: 2.13.0 is a CPU build on local disk here, anything else pulls a multi-GB CUDA build.
-"${PIP[@]}" install -q torch==2.13.0
-"${PIP[@]}" install -q -e ".[dev,export]"
+EXTRAS=dev
+if [ "$EXPORT" = 1 ]; then
+  # torch only serves `lite-align embedders export`. Pinned, and installed first so that pip never
+  # chooses another build: 2.13.0 is a CPU build on local disk here, others pull multi-GB CUDA builds.
+  "${PIP[@]}" install -q torch==2.13.0
+  EXTRAS=dev,export
+fi
+"${PIP[@]}" install -q -e ".[$EXTRAS]"
 # Test-only reference for the diversity measures: Shaib et al.'s `diversity` package. Its own
 # dependencies (CUDA torch, spacy, openai, ...) are not needed: the tests load single modules of it
 # (compression, n-gram diversity, self-repetition, homogenization), which need nltk and rouge-score.

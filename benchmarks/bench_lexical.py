@@ -1,9 +1,11 @@
 """Time the lexical pipeline on the paper's ConflictingQA release: reading, tokenizing, metrics.
 
-    python benchmarks/bench_lexical.py [--release DIR] [--nltk]
+    python benchmarks/bench_lexical.py [--release DIR] [--all] [--nltk]
 
-DIR is the release's root (holding ConflictingQA/) or ConflictingQA/ itself; by default the shared
-copy beside the repository, or $LITE_ALIGN_PAPER_RELEASE. Every step is timed in a fresh process
+DIR is the release's root (holding ConflictingQA/) or ConflictingQA/ itself; by default where
+lite_align finds it ($LITE_ALIGN_PAPER_RELEASE, else the `lite-align release fetch` folder). The six
+sampled sets of the reference table are timed (13,020 responses), every set of outputs/ with
+``--all``. Every step is timed in a fresh process
 state (tokenizer memos empty): wall-clock seconds and CPU seconds of this process (the CPU figure is
 less disturbed by other work on the machine). ``--nltk`` also times plain NLTK on the same texts.
 """
@@ -11,7 +13,6 @@ less disturbed by other work on the machine). ``--nltk`` also times plain NLTK o
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -28,9 +29,20 @@ from lite_align.readers import read_samples  # noqa: E402
 T = TypeVar("T")
 
 
+REFERENCE_SETS = (
+    "llama-2-base",
+    "mistral",
+    "mistral-instruct",
+    "gpt-3.5-turbo",
+    "llama-2-icl-gpt-3.5-rand",
+    "llama-2-icl-gpt-3.5-knn-prompt_similar",
+)
+
+
 def default_release() -> Path:
-    env = os.environ.get("LITE_ALIGN_PAPER_RELEASE")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared/data/paper-release"
+    from lite_align.release import release_root
+
+    return release_root()
 
 
 def timed(label: str, n: int, fn: Callable[[], T]) -> T:
@@ -49,12 +61,14 @@ def read_all(dirs: list[Path]) -> list[SampleSet]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--release", type=Path, default=default_release())
+    parser.add_argument("--all", action="store_true", help="every set of outputs/, not only the reference's six")
     parser.add_argument("--nltk", action="store_true", help="also time plain NLTK (about 10 s)")
     args = parser.parse_args()
     root = args.release / "ConflictingQA" if (args.release / "ConflictingQA").is_dir() else args.release
-    dirs = sorted(p for p in (root / "outputs").iterdir() if (p / "samples.jsonl").is_file())
+    found = sorted(p for p in (root / "outputs").iterdir() if (p / "samples.jsonl").is_file()) if root.is_dir() else []
+    dirs = found if args.all else [p for p in found if p.name in REFERENCE_SETS]
     if not dirs:
-        sys.exit(f"error: no outputs/*/samples.jsonl under {root}; pass --release")
+        sys.exit(f"error: no outputs/*/samples.jsonl under {root}; run `lite-align release fetch` or pass --release")
 
     timed("load tokenizer (Punkt, rules)", 1, lambda: text.tokenize("Warm up. Done."))
     sets = timed(f"read {len(dirs)} files", 1, lambda: read_all(dirs))

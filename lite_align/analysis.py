@@ -42,6 +42,7 @@ def diversity_table(
         if require_pairs and max_samples(ss) < 2:
             continue
         row = diversity(ss).to_json()
+        row["failed_reasons"] = dict(ss.failed_reasons)
         if embedder is not None:
             from .metrics.embedding import embedding_diversity
 
@@ -71,10 +72,12 @@ def recover_table(
     greedy_reference: SampleSet | None = None,
     baseline: SampleSet | None = None,
 ) -> dict[str, Any]:
-    """Cross-model similarity of every candidate against the reference's sample 0 (method.md §5).
+    """Cross-model similarity of every candidate against the reference's sample 0 (docs/method.md §6).
 
     A greedy candidate (one sample per prompt) is compared with ``greedy_reference`` when given,
-    against the sampled baseline of ``reference``."""
+    against the sampled baseline of ``reference``. Only prompts valid in every file compared count;
+    each row says how many prompts failed in the candidate (``n_failed``, ``failed_reasons``), the
+    reference (``reference_n_failed``) and a separate baseline (``baseline_n_failed``)."""
     from .metrics.cross import cross_similarity
 
     sims = similarities(embedder)
@@ -85,6 +88,9 @@ def recover_table(
         base = (baseline or reference) if greedy else baseline
         row: dict[str, Any] = {sim.name: cross_similarity(ref, cand, sim, baseline=base).to_json() for sim in sims}
         row["verdict"] = verdict(row)
+        row.update(cand.failures_json(), reference_n_failed=ref.n_failed)
+        if base is not None and base is not ref:
+            row["baseline_n_failed"] = base.n_failed
         out[name] = row
     return out
 

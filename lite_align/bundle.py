@@ -25,8 +25,11 @@ matters in a classroom. Files are streamed in 1 MiB blocks, never held in memory
 
 Replay trusts nothing in the archive: names must be relative with no ``..``, entries must be
 plain files or folders (no links, devices or pipes), no name may repeat, every file must be
-listed in BUNDLE.json with the size and sha256 found, and nothing unlisted may be there. The
-checks protect against damage and accidental edits; BUNDLE.json is not signed, so they do not
+listed in BUNDLE.json with the size and sha256 found, and nothing unlisted may be there. The runs
+and released analyses BUNDLE.json names are folders of the archive (``runs/<name>``,
+``released/<name>``, names of letters, digits, ``.``, ``_`` and ``-``), and the files an
+analysis.json points to lie inside its folder: replay reads only the verified files it unpacked.
+The checks protect against damage and accidental edits; BUNDLE.json is not signed, so they do not
 prove who made a bundle.
 """
 
@@ -49,6 +52,7 @@ from typing import Any, BinaryIO
 
 from . import __version__
 from .errors import ConfigError, LiteAlignError
+from .jsonio import loads as json_loads
 
 FORMAT = "lite_align.bundle/1"
 INDEX = "BUNDLE.json"
@@ -100,13 +104,22 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def _run_entries(run_dir: Path, name: str) -> list[_Entry]:
-    from .store import read_manifest
+    from .readers import read_samples
+    from .store import read_manifest, read_results
 
-    read_manifest(run_dir)  # a lite_align run, of a format this version reads
+    manifest = read_manifest(run_dir)  # a lite_align run, of a format this version reads
     if not (run_dir / "results.json").is_file():
         raise BundleError(
             f"{run_dir} has no results.json; finish the run (rerun the same lite-align run) and pack again"
         )
+    status = manifest.get("status", "complete")
+    if status != "complete":
+        raise BundleError(
+            f"{run_dir} holds a run that is {status}, not complete; rerun the same lite-align run and pack again"
+        )
+    # read as replay will: a damaged file fails here, naming its line, rather than in a classroom
+    read_samples(run_dir)
+    read_results(run_dir)
     entries = [_Entry(f"runs/{name}/{f}", run_dir / f) for f in RUN_FILES if (run_dir / f).is_file()]
     for sub in RUN_DIRS:
         for f in sorted((run_dir / sub).glob("*.jsonl")):
@@ -143,7 +156,7 @@ def _released_entries(
     entries = [e for folder in folders for e in _set_entries(folder, f"{root}/sets/{folder.name}")]
     record: dict[str, Any] = {
         "format": ANALYSIS_FORMAT,
-        "source": str(path),
+        "source": path.resolve().name,  # names, never the packer's folders (see _bundle_paths)
         "reference": reference,
         "embeddings": embeddings,
         "prompts": None,
@@ -158,9 +171,29 @@ def _released_entries(
         entries += _set_entries(b_folder, f"{root}/baseline/{b_folder.name}")
         record["baseline"] = f"baseline/{b_folder.name}"
     record["results"] = _plain(inp.results)
-    record["manifest"] = _plain(inp.manifest)
+    record["manifest"] = _plain(_bundle_paths(inp.manifest, record))
     entries.append(_Entry(f"{root}/analysis.json", data=_json_bytes(record)))
     return entries
+
+
+def _bundle_paths(manifest: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
+    """A released analysis's manifest with the packer's paths replaced by the bundle's names, so a
+    bundle does not carry its author's folder layout."""
+    out = dict(manifest)
+    out["source"] = record["source"]
+    if "prompts_source" in out:
+        out["prompts_source"] = record["prompts"] or ""
+    if "baseline" in out:
+        out["baseline"] = record["baseline"]
+    sets = out.get("sets")
+    if isinstance(sets, Mapping):
+        out["sets"] = {
+            k: {**v, "source": f"sets/{Path(str(v.get('source', ''))).parent.name}/samples.jsonl"}
+            if isinstance(v, Mapping)
+            else v
+            for k, v in sets.items()
+        }
+    return out
 
 
 def _prompt_entries() -> list[_Entry]:
@@ -276,7 +309,7 @@ def pack_bundle(
         "format": FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "lite_align_version": __version__,
-        "runs": [{"name": n, "path": f"runs/{n}", "source": str(d.resolve())} for n, d in runs],
+        "runs": [{"name": n, "path": f"runs/{n}", "source": d.resolve().name} for n, d in runs],
         "released": [{"name": n, "path": f"released/{n}"} for n in released],
         "models": model_records,
         "notes": notes,
@@ -437,7 +470,7 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
 
 def _read_index(zf: zipfile.ZipFile, path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(zf.read(INDEX).decode("utf-8"))
+        data = json_loads(zf.read(INDEX).decode("utf-8"))
     except KeyError:
         raise BundleError(f"{path} has no {INDEX}; it was not made by lite-align pack") from None
     except (ValueError, UnicodeDecodeError, zipfile.BadZipFile):
@@ -454,7 +487,36 @@ def _read_index(zf: zipfile.ZipFile, path: Path) -> dict[str, Any]:
         for f in files
     ):
         raise BundleError(f"{path}: {INDEX} has no valid file list; ask for the bundle again")
+    _check_items(data, path)
     return data
+
+
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+def _check_items(index: Mapping[str, Any], path: Path) -> None:
+    """Every run and released analysis BUNDLE.json names must be one of the archive's folders, so
+    that replay reads the checksummed files and nothing outside them."""
+    listed = [f["path"] for f in index["files"]]
+    for kind in ("runs", "released"):
+        items = index.get(kind) or []
+        if not isinstance(items, list):
+            raise BundleError(f"{path}: {INDEX} '{kind}' is not a list; ask for the bundle again")
+        for i, item in enumerate(items):
+            where = f"{path}: {INDEX} {kind}[{i}]"
+            name = item.get("name") if isinstance(item, dict) else None
+            folder = item.get("path") if isinstance(item, dict) else None
+            if not isinstance(name, str) or not _NAME.fullmatch(name):
+                raise BundleError(f"{where}: its name {name!r} is not a plain folder name; ask for the bundle again")
+            if folder != f"{kind}/{name}":
+                why = unsafe_name(folder) if isinstance(folder, str) else "it is not text"
+                detail = f": {why}" if why else ""
+                raise BundleError(
+                    f"{where}: path {folder!r} is not the archive folder {kind}/{name}{detail}; "
+                    "replay reads only files inside the bundle: ask for the bundle again"
+                )
+            if not any(f.startswith(f"{folder}/") for f in listed):
+                raise BundleError(f"{where}: the archive holds no files under {folder}/; ask for the bundle again")
 
 
 def _hash_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, size: int, sink: BinaryIO | None = None) -> str:
@@ -625,6 +687,8 @@ _EMBEDDING_PARTS = re.compile(r"(^|\.)(embedding\w*|bertscore\w*|verdict|finding
 _JUDGE_PARTS = re.compile(r"^explain\.(judge|stance|quality\.judge|coverage\.judge)(\.|\[|$)")
 # the explanation sentence and notes draw on the judge's and the embedding figures
 _JUDGE_DEPENDENT = re.compile(r"^explain\.(explanation|notes)(\.|\[|$)")
+# the quality filters' off-topic test compares embeddings, and what passes the filters follows from it
+_FILTER_PARTS = re.compile(r"^explain\.quality\.filters(\.|\[|$)")
 
 
 @dataclass
@@ -743,7 +807,9 @@ def _replay_run(root: Path, entry: Mapping[str, Any], embedder: Any, lexical_onl
     skip = _skipper(lexical_only, judged)
     check = compare_figures(bundled, results, skip=skip)
     if lexical_only:
-        notes.append("--lexical-only: embedding figures, verdicts and the finding were not recomputed")
+        notes.append(
+            "--lexical-only: embedding figures, verdicts, the finding and the quality filters were not recomputed"
+        )
     manifest = {**manifest, "run_dir": str(run_dir)}
     return ReplayItem(entry["name"], "run", str(run_dir), manifest, results, sets, prompts, TEACHER, check, notes)
 
@@ -754,7 +820,7 @@ def _skipper(lexical_only: bool, judged: bool = False) -> Callable[[str], bool]:
             return True
         if (judged or lexical_only) and _JUDGE_DEPENDENT.search(path):  # the sentence draws on both
             return True
-        return lexical_only and bool(_EMBEDDING_PARTS.search(path))
+        return lexical_only and bool(_EMBEDDING_PARTS.search(path) or _FILTER_PARTS.search(path))
 
     return skip
 
@@ -764,11 +830,19 @@ def _replay_released(root: Path, entry: Mapping[str, Any], lexical_only: bool) -
 
     folder = root / entry["path"]
     try:
-        record = json.loads((folder / "analysis.json").read_text(encoding="utf-8"))
+        record = json_loads((folder / "analysis.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise BundleError(f"{entry['path']}/analysis.json is missing or damaged; ask for the bundle again") from None
-    if record.get("format") != ANALYSIS_FORMAT:
+    if not isinstance(record, dict) or record.get("format") != ANALYSIS_FORMAT:
         raise BundleError(f"{entry['path']}/analysis.json: expected format {ANALYSIS_FORMAT}")
+    for key in ("prompts", "baseline"):  # names inside the folder, never paths elsewhere
+        value = record.get(key)
+        if value is not None and not (
+            isinstance(value, str) and unsafe_name(value) is None and (folder / value).exists()
+        ):
+            raise BundleError(
+                f"{entry['path']}/analysis.json: {key} {value!r} is not a file of the bundle; ask for the bundle again"
+            )
     embeddings = bool(record.get("embeddings")) and not lexical_only
     inp = read_released(
         folder / "sets",
@@ -843,6 +917,14 @@ def replay_bundle(
         if use is not None:
             use(replay)
         return replay
+    except LiteAlignError as exc:
+        if kept:
+            raise
+        # the unpacked files are about to be removed: name them as the bundle's entries instead
+        message = exc.message
+        for prefix in {str(folder), str(folder.resolve())}:
+            message = message.replace(prefix + os.sep, f"{bundle.path}: ")
+        raise type(exc)(message) from None
     finally:
         if not kept:
             shutil.rmtree(folder, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""The registry as rows for `lite-align models`: presence, size and sha256 of every entry."""
+"""The registry as rows for `lite-align models`: presence, size and sha256 of every entry, and
+whether `lite-align models pull` fetched it and the file still matches models.lock."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from .registry import install_hint, load_registry, locate, package_dir, resolve
 
 def model_rows(registry_path: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     from .gguf_check import sha256_file
+    from .lock import lock_state
 
     reg = load_registry(registry_path)
     rows = []
@@ -28,6 +30,7 @@ def model_rows(registry_path: str | None = None) -> tuple[list[dict[str, Any]], 
             "path": str(path) if path else None,
             "size": None,
             "sha256": None,
+            "repo": spec.repo or None,
         }
         if spec.assemble and path is None:
             row["present"] = package_dir(spec.package) is not None
@@ -35,8 +38,14 @@ def model_rows(registry_path: str | None = None) -> tuple[list[dict[str, Any]], 
         if path is not None:
             row["size"] = path.stat().st_size
             row["sha256"] = sha256_file(path)
+        if spec.backend == "llama.cpp":
+            row.update(lock_state(reg.path, spec.name, path, row["sha256"]))
+        else:
+            row.update({"pulled": None, "locked": None})
         if not row["present"]:
             row["hint"] = install_hint(spec)
+        elif row["locked"] == "mismatch":
+            row["hint"] = f"the file no longer matches models.lock: lite-align models pull {spec.name}"
         rows.append(row)
     pairs = [{"name": p.name, "base": p.base, "chat": p.chat, "note": p.note} for p in reg.pairs.values()]
     return rows, pairs

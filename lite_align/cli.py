@@ -1,7 +1,7 @@
 """The `lite-align` command: options in, a library call, a report out.
 
 Domain errors (lite_align.errors) become one line on stderr and a non-zero exit; Ctrl-C exits
-with 130 after the store has flushed every finished sample.
+with 130 and SIGTERM (during ``run``) with 143, after the store has flushed every finished sample.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    from .errors import Terminated
+
+    raise Terminated()
+
+
 def handled(fn: F) -> F:
     """Turn user-facing errors into one line and an exit code; never a traceback for those."""
 
@@ -40,9 +46,9 @@ def handled(fn: F) -> F:
 
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (errors.Terminated)
             sys.stderr.write("\ninterrupted: every finished sample is saved; rerun the same command to resume\n")
-            raise typer.Exit(130) from None
+            raise typer.Exit(getattr(exc, "exit_code", 130)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -53,6 +59,20 @@ EmbedderOpt = Annotated[
     str | None,
     typer.Option("--embedder", help="Sentence embedder from models.toml [embedders] (default: the registry's)."),
 ]
+ReleaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--release",
+        help="A dataset of the paper's release (DATASET or DATASET/FOLDER, e.g. ConflictingQA/outputs-temp0), "
+        "as `lite-align release fetch` put it; names are looked up there, no name means every set.",
+    ),
+]
+
+
+def _need(paths: list[str], what: str) -> list[str]:
+    if not paths:
+        raise ConfigError(f"give {what}, or --release DATASET for a dataset of the paper's release")
+    return paths
 
 
 @app.command()
@@ -95,9 +115,19 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan (work left, time estimated here) and generate nothing.")
     ] = False,
+    ctx: Annotated[
+        int | None,
+        typer.Option(
+            help="Context of every model in tokens (prompt + answer; default: sized to the prompts, "
+            "up to the model's own). Prompts that do not fit are skipped and named in the report."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Generate base and chat samples and report diversity and recoverability."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)  # stop as on Ctrl-C: samples kept, manifest marked
     if threads > 1:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from .progress import RichProgress
@@ -124,6 +154,7 @@ def run(
         embedder=embedder,
         explain=explain or judge is not None,
         judge=judge,
+        ctx=ctx,
     )
     if from_manifest:
         from .runner import check_models_match, options_from_manifest
@@ -137,6 +168,10 @@ def run(
     from . import report
     from .runner import load_embedder, plan_run
 
+    if not dry_run:  # before the plan: a run directory that cannot be written, or is in use, fails first
+        from .store import RunLock
+
+        RunLock(prep.out_dir).acquire()  # held until the process ends
     encoder = load_embedder(prep.registry, prep.options.embedder)
     plan = plan_run(prep, embedder=encoder).to_json()
     if dry_run:
@@ -159,16 +194,27 @@ def run(
         report.render_run(report.console(), manifest, results)
 
 
-@app.command()
+models_app = typer.Typer(
+    help="The model registry. Alone: every model, whether its file is present, pulled and matches models.lock, "
+    "its size and sha256. `pull`: download GGUF files from the Hugging Face hub."
+)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(invoke_without_command=True)
 @handled
 def models(
+    ctx: typer.Context,
     registry: RegistryOpt = None,
     json_out: JsonOpt = False,
     prepare: Annotated[
         bool, typer.Option(help="First assemble the models that installed packages ship in chunks.")
     ] = False,
 ) -> None:
-    """List the registry: every model, whether its file is present, its size and sha256 prefix."""
+    """List the registry: every model, whether its file is present, pulled and matches models.lock,
+    its size and sha256 prefix. `lite-align models pull NAME` downloads one."""
+    if ctx.invoked_subcommand is not None:
+        return
     from .catalog import model_rows, prepare_packaged
 
     if prepare:
@@ -182,20 +228,69 @@ def models(
         report.render_models(report.console(), rows, pairs)
 
 
+@models_app.command("pull")
+@handled
+def models_pull(
+    what: Annotated[
+        str, typer.Argument(metavar="NAME|PAIR|REPO[:FILE]", help="A registry model or pair, or a hub repo and file.")
+    ],
+    registry: RegistryOpt = None,
+    register: Annotated[
+        bool, typer.Option(help="REPO:FILE: add the printed entry to the registry (else only print it).")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Replace a different file already at the destination.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Download GGUF files from the Hugging Face hub ($HF_ENDPOINT, token $HF_TOKEN) into the models
+    directory: resumable, size and sha256 verified, recorded in models.lock beside the registry."""
+    from . import report as rep
+    from .lock import lock_path
+    from .progress import RichProgress
+    from .pull import pull, pull_targets, quiet_hub_logs
+    from .pull import register as add_entry
+    from .registry import load_registry
+
+    quiet_hub_logs()
+    reg = load_registry(registry)
+    targets, notes = pull_targets(reg, what)
+    lock = lock_path(reg.path)
+    progress = RichProgress(enabled=True)  # on stderr: --json keeps stdout for the document
+    results = []
+    try:
+        for target in targets:
+            results.append(pull(target, lock=lock, progress=progress, force=force))
+    except KeyboardInterrupt:
+        progress.finish()
+        rep.error("interrupted: the partial download is kept; run the same command again to resume")
+        raise typer.Exit(130) from None
+    for r in results:
+        if r.entry and register:
+            r.notes.append(f"registered in {add_entry(r.entry, r.name, registry)}")
+            r.registered = True
+    doc = {"pulled": [r.to_json() for r in results], "notes": notes, "lock": str(lock)}
+    if json_out:
+        rep.print_json(doc)
+    else:
+        rep.render_pull(rep.console(), doc)
+
+
 @app.command()
 @handled
 def diversity(
-    paths: Annotated[list[Path], typer.Argument(help="Samples files (any supported style) or run directories.")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Samples files (any supported style) or run directories.")
+    ] = None,
+    release: ReleaseOpt = None,
     json_out: JsonOpt = False,
     embeddings: Annotated[bool, typer.Option(help="Also compute embedding diversity (ONNX).")] = False,
     embedder: EmbedderOpt = None,
 ) -> None:
     """Within-prompt diversity of released outputs or runs."""
     from .commands import diversity_of_paths
+    from .release import release_paths
 
-    table = diversity_of_paths(
-        [str(p) for p in paths], embeddings=embeddings or embedder is not None, embedder=embedder
-    )
+    found = _need(release_paths(release, [str(p) for p in paths or []]), "PATH...")
+    table = diversity_of_paths(found, embeddings=embeddings or embedder is not None, embedder=embedder)
     from . import report
 
     if json_out:
@@ -207,24 +302,27 @@ def diversity(
 @app.command()
 @handled
 def recover(
-    candidates: Annotated[list[Path], typer.Argument(help="Candidate samples files or run directories.")],
     reference: Annotated[Path, typer.Option(help="The teacher's samples (its sample 0 is the reference).")],
+    candidates: Annotated[list[Path] | None, typer.Argument(help="Candidate samples files or run directories.")] = None,
     baseline: Annotated[
         Path | None, typer.Option(help="Sampled teacher outputs for the baseline of greedy runs.")
     ] = None,
+    release: ReleaseOpt = None,
     lexical_only: Annotated[bool, typer.Option(help="Only word-bag Jaccard (no ONNX model).")] = False,
     embedder: EmbedderOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Cross-model similarity to a reference: cross, baseline and recovery ratio."""
     from .commands import recover_paths
+    from .release import release_path, release_paths
 
     if lexical_only and embedder:
         raise ConfigError("--embedder and --lexical-only exclude each other; give one")
+    ref = release_path(release, str(reference)) or str(reference)
     table = recover_paths(
-        str(reference),
-        [str(c) for c in candidates],
-        str(baseline) if baseline else None,
+        ref,
+        _need(release_paths(release, [str(c) for c in candidates or []]), "CANDIDATE..."),
+        release_path(release, str(baseline)) if baseline else None,
         embeddings=not lexical_only,
         embedder=embedder,
     )
@@ -233,20 +331,25 @@ def recover(
     if json_out:
         report.print_json(table)
     else:
-        report.render_recover(report.console(), table, reference=str(reference))
+        report.render_recover(report.console(), table, reference=ref)
 
 
 @app.command()
 @handled
 def stance(
-    paths: Annotated[list[Path], typer.Argument(help="Judge label files (one JSON judge answer per line).")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Judge label files (one JSON judge answer per line).")
+    ] = None,
+    release: ReleaseOpt = None,
     samples_per_prompt: Annotated[int, typer.Option(help="Responses per prompt, in prompt order.")] = 5,
     json_out: JsonOpt = False,
 ) -> None:
     """Stance shares and distributional vs Overton pluralism from judge labels."""
     from .commands import stance_of_paths
+    from .release import release_paths
 
-    table = stance_of_paths([str(p) for p in paths], samples_per_prompt)
+    found = _need(release_paths(release, [str(p) for p in paths or []], "eval-stance"), "PATH...")
+    table = stance_of_paths(found, samples_per_prompt)
     from . import report
 
     if json_out:
@@ -265,13 +368,16 @@ def explain_cmd(
         str | None, typer.Option(help="Prompt texts (.txt/.jsonl), when the samples do not carry them.")
     ] = None,
     judge_prompts: Annotated[int | None, typer.Option(help="Judge only the first N prompts.")] = None,
+    release: ReleaseOpt = None,
     registry: RegistryOpt = None,
     embedder: EmbedderOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Explain the diversity drop: quality control, information aggregation and stance."""
     from .commands import explain_paths
+    from .release import release_path
 
+    base, aligned = release_path(release, base) or base, release_path(release, aligned) or aligned
     result = explain_paths(
         base, aligned, judge=judge, prompts=prompts, registry=registry, embedder=embedder, judge_prompts=judge_prompts
     )
@@ -305,8 +411,11 @@ def bench(
 @app.command()
 @handled
 def report(
-    path: Annotated[Path, typer.Argument(help="A run directory, a samples file, or a folder of released outputs.")],
-    fmt: Annotated[str, typer.Option("--format", help="terminal, html, markdown or json.")] = "terminal",
+    path: Annotated[
+        Path | None, typer.Argument(help="A run directory, a samples file, or a folder of released outputs.")
+    ] = None,
+    release: ReleaseOpt = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="terminal (default), html, markdown or json.")] = None,
     out: Annotated[str | None, typer.Option(help="File to write ('-': stdout; html default: report.html).")] = None,
     reference: Annotated[
         str | None, typer.Option(help="Released outputs: the set whose sample 0 is the reference.")
@@ -324,15 +433,14 @@ def report(
     """Render a run, or an analysis of released outputs, again without generating anything."""
     from . import report as rep
     from .compare import load_report_input
+    from .release import release_path
 
-    fmt = "json" if json_out else fmt
-    if fmt not in rep.REPORT_FORMATS:
-        raise ConfigError(f"--format: unknown format '{fmt}'; choose one of {', '.join(rep.REPORT_FORMATS)}")
+    fmt = _format(fmt, json_out, rep.REPORT_FORMATS)
     inp = load_report_input(
-        path,
+        _need([p for p in [release_path(release, str(path) if path else None)] if p], "PATH")[0],
         reference=reference,
         prompts=prompts,
-        baseline=baseline,
+        baseline=release_path(release, baseline) if baseline else None,
         embeddings=embeddings or embedder is not None,
         embedder=embedder,
     )
@@ -365,8 +473,11 @@ def compare(
 @app.command()
 @handled
 def pack(
-    paths: Annotated[list[Path], typer.Argument(help="Run directories, or released outputs (samples.jsonl folders).")],
     out: Annotated[Path, typer.Option(help="The bundle to write (a .zip file).")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Run directories, or released outputs (samples.jsonl folders).")
+    ] = None,
+    release: ReleaseOpt = None,
     with_models: Annotated[
         bool, typer.Option(help="Also the runs' GGUF model files (large: hundreds of MB to GB, stored as they are).")
     ] = False,
@@ -382,18 +493,22 @@ def pack(
     """Bundle runs (and analyses of released outputs) with prompts, registry and checksums in one file."""
     from . import report as rep
     from .bundle import model_files_size, pack_bundle
+    from .release import release_path
 
+    given = [str(p) for p in paths or []]
+    found = [release_path(release, p) or p for p in given] if given else [release_path(release, None) or ""]
+    sources = _need([p for p in found if p], "PATH...")
     if with_models:
-        size = model_files_size(paths)
+        size = model_files_size(sources)
         amount = f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
         rep.info(f"adding the runs' model files: {amount}, streamed into the bundle as they are")
     result = pack_bundle(
-        paths,
+        sources,
         out,
         with_models=with_models,
         reference=reference,
         prompts=prompts,
-        baseline=baseline,
+        baseline=release_path(release, baseline) if baseline else None,
         embeddings=embeddings,
         registry=registry,
     )
@@ -413,7 +528,7 @@ def pack(
 @handled
 def replay(
     bundle: Annotated[Path, typer.Argument(help="A bundle made by lite-align pack.")],
-    fmt: Annotated[str, typer.Option("--format", help="terminal, html, markdown or json.")] = "terminal",
+    fmt: Annotated[str | None, typer.Option("--format", help="terminal (default), html, markdown or json.")] = None,
     out: Annotated[
         str | None, typer.Option(help="File to write (html: default replay-<name>.html per run; '-': stdout).")
     ] = None,
@@ -428,9 +543,7 @@ def replay(
     from . import report as rep
     from .bundle import replay_bundle
 
-    fmt = "json" if json_out else fmt
-    if fmt not in rep.REPORT_FORMATS:
-        raise ConfigError(f"--format: unknown format '{fmt}'; choose one of {', '.join(rep.REPORT_FORMATS)}")
+    fmt = _format(fmt, json_out, rep.REPORT_FORMATS)
     if lexical_only and embedder:
         raise ConfigError("--embedder and --lexical-only exclude each other; give one")
 
@@ -465,6 +578,15 @@ def replay(
         raise typer.Exit(1)
 
 
+def _format(fmt: str | None, json_out: bool, known: tuple[str, ...]) -> str:
+    """The report format from --format and --json; the two must not disagree."""
+    if fmt is not None and fmt not in known:
+        raise ConfigError(f"--format: unknown format '{fmt}'; choose one of {', '.join(known)}")
+    if json_out and fmt not in (None, "json"):
+        raise ConfigError(f"--json and --format {fmt} ask for different formats; give one of them")
+    return "json" if json_out else fmt or "terminal"
+
+
 def _item_output(out: str | None, fmt: str, name: str, n_items: int) -> str:
     """Where one replayed item's report goes: stdout, ``out``, or ``out`` with the item's name."""
     if out == "-" or (out is None and fmt != "html"):
@@ -475,6 +597,44 @@ def _item_output(out: str | None, fmt: str, name: str, n_items: int) -> str:
         return out
     p = Path(out)
     return str(p.with_name(f"{p.stem}-{name}{p.suffix}"))
+
+
+release_app = typer.Typer(help="The paper's public release: fetch it (once), say where it is.", no_args_is_help=True)
+app.add_typer(release_app, name="release")
+
+
+@release_app.command("fetch")
+@handled
+def release_fetch(
+    dest: Annotated[
+        Path | None,
+        typer.Option(help="Folder to keep it in (default: $LITE_ALIGN_PAPER_RELEASE, else the cache's paper-release)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Download the paper's release at its pinned commit and keep its prompts, outputs and stance labels."""
+    from . import report as rep
+    from .release import fetch_release
+
+    result = fetch_release(dest, log=rep.info)
+    if json_out:
+        rep.print_json(result.to_json())
+    else:
+        rep.render_release_fetch(rep.console(), result.to_json())
+
+
+@release_app.command("path")
+@handled
+def release_path_cmd(json_out: JsonOpt = False) -> None:
+    """Print where the release is (after checking its files against their sha256)."""
+    from . import report as rep
+    from .release import release_info
+
+    info = release_info()
+    if json_out:
+        rep.print_json(info)
+    else:
+        sys.stdout.write(info["path"] + "\n")
 
 
 embedders_app = typer.Typer(
@@ -525,6 +685,63 @@ def embedders_export(
         rep.print_json(result.to_json())
     else:
         rep.render_export(rep.console(), result.to_json())
+
+
+judge_app = typer.Typer(help="The local judge: measure how far its figures can be trusted.", no_args_is_help=True)
+app.add_typer(judge_app, name="judge")
+
+
+@judge_app.command("check")
+@handled
+def judge_check(
+    judge: Annotated[
+        str | None, typer.Option(help="Judge: registry name or .gguf (default: the default pair's chat model).")
+    ] = None,
+    against_release: Annotated[
+        bool,
+        typer.Option(
+            "--against-release", help="Also compare its stance labels with the paper's GPT-4 labels (ConflictingQA)."
+        ),
+    ] = False,
+    release: Annotated[
+        str | None,
+        typer.Option(
+            help="The paper's release folder (default: $LITE_ALIGN_PAPER_RELEASE, else `lite-align release fetch`'s)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int,
+        typer.Option(help="--against-release: prompts to judge (each 5 answers x 2 models), seeded; 434 = all."),
+    ] = 20,
+    calibration: Annotated[
+        str | None, typer.Option(help="Calibration file (default: prompts/judge/calibration.jsonl).")
+    ] = None,
+    threads: Annotated[int, typer.Option(help="llama.cpp threads (1 is fastest on 2 vCPUs).")] = 1,
+    registry: RegistryOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure a judge: accuracy and Cohen's kappa per task against our calibration set (and the
+    paper's GPT-4 stance labels), with 95% intervals; cached by judge sha256 and calibration version."""
+    from . import report as rep
+    from .judge_check import check_judge
+    from .progress import RichProgress
+
+    if threads > 1:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    doc = check_judge(
+        judge,
+        registry,
+        calibration=calibration,
+        against_release=against_release,
+        release=release,
+        limit=limit,
+        threads=threads,
+        progress=RichProgress(enabled=True),
+    )
+    if json_out:
+        rep.print_json(doc)
+    else:
+        rep.render_judge_check(rep.console(), doc)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .data import SampleSet
+from .data import SampleSet, failure_text
 from .errors import SamplesFileError
 
 
@@ -19,11 +19,19 @@ def _sets_by_path(paths: list[str]) -> dict[str, SampleSet]:
     for p in paths:
         sets = read_samples(p)
         if len(sets) == 1:
-            out[p] = sets[0]
+            out[p] = _usable(sets[0], p)
         else:
             for s in sets:
-                out[f"{p}[{s.label}]"] = s
+                out[f"{p}[{s.label}]"] = _usable(s, f"{p}[{s.label}]")
     return out
+
+
+def _usable(s: SampleSet, name: str) -> SampleSet:
+    """``s``, unless every prompt in it failed (a released file like that is refused by the reader)."""
+    if not s.by_prompt:
+        why = f" ({failure_text(s.failed_reasons)})" if s.failed_reasons else ""
+        raise SamplesFileError(f"{name}: no prompt has usable samples{why}; nothing to analyse, leave it out")
+    return s
 
 
 def diversity_of_paths(paths: list[str], *, embeddings: bool = False, embedder: str | None = None) -> dict[str, Any]:
@@ -83,7 +91,7 @@ def stance_of_paths(paths: list[str], samples_per_prompt: int) -> dict[str, Any]
     out = {}
     for p in paths:
         labels = read_stance_labels(p)
-        out[p] = stance_summary(labels, samples_per_prompt).to_json()
+        out[p] = stance_summary(labels, samples_per_prompt, source=p, failed=labels.failed).to_json()
     return out
 
 
@@ -124,13 +132,13 @@ def _pick(path: str, default_condition: str, what: str) -> SampleSet:
     base_path, _, condition = path.partition("#")
     sets = {s.label: s for s in read_samples(base_path)}
     if len(sets) == 1 and not condition:
-        return next(iter(sets.values()))
+        return _usable(next(iter(sets.values())), f"{what} {path}")
     name = condition or default_condition
     if name not in sets:
         raise SamplesFileError(
             f"{what} {path}: no condition '{name}' (it holds {', '.join(sets)}); write {base_path}#CONDITION"
         )
-    return sets[name]
+    return _usable(sets[name], f"{what} {path}")
 
 
 def open_judge(model: str, registry_path: str | None = None, *, threads: int = 1) -> Any:
@@ -173,9 +181,12 @@ def explain_paths(
         texts.update(found)
     the_judge = open_judge(judge, registry) if judge else None
     try:
-        return explain(
+        result = explain(
             b, a, embedder=_embedder(embedder), judge=the_judge, prompts=texts or None, judge_prompts=judge_prompts
         )
+        from .judge_check import with_agreement
+
+        return with_agreement(result, the_judge)  # the judge's measured agreement heads its figures
     finally:
         if the_judge is not None:
             the_judge.generator.close()

@@ -166,7 +166,7 @@ def read_released(
     diversity of every set and, given ``reference`` (a set's name), recoverability against it.
 
     Greedy outputs (one sample per prompt) have no baseline of their own: ``baseline`` names the
-    reference's sampled outputs, whose within-reference similarity is the baseline (method.md §5);
+    reference's sampled outputs, whose within-reference similarity is the baseline (docs/method.md §6);
     without it, recoverability of a one-sample reference is left out and the manifest says why."""
     from .analysis import diversity_table, max_samples, recover_table
     from .readers import read_samples
@@ -219,6 +219,7 @@ def _set_brief(ss: SampleSet, samples: int) -> dict[str, Any]:
         "temperature": openai.get("temperature", params.get("temperature")),
         "n_prompts": ss.n_prompts,
         "n_failed": ss.n_failed,
+        "failed_reasons": dict(ss.failed_reasons),
         "samples": samples,
     }
 

@@ -1,4 +1,4 @@
-"""The study's conditions (method.md §4) and the presets that size a run.
+"""The study's conditions (docs/method.md §4) and the presets that size a run.
 
 ``chat`` is the aligned teacher itself; the base model runs zero-shot (``base``) and in-context
 (``icl-*``). Every sampled condition has a greedy twin (``<name>-greedy``: one sample at T=0).
@@ -36,9 +36,13 @@ def parse_conditions(value: str | None) -> tuple[str, ...]:
     (its reference)."""
     from .errors import ConfigError
 
-    if value is None or value.strip() in ("", "all"):
+    if value is None or value.strip() == "all":
         return ALL_CONDITIONS
     asked = [v.strip() for v in value.split(",") if v.strip()]
+    if not asked:
+        raise ConfigError(
+            f"--conditions {value!r} names no condition; give some (e.g. base,chat,icl-knn) or leave it out for all"
+        )
     unknown = [c for c in asked if c not in ALL_CONDITIONS]
     if unknown:
         raise ConfigError(

@@ -63,12 +63,23 @@ class Sample:
         }
 
 
+def failure_text(reasons: Mapping[str, int]) -> str:
+    """Failure reasons and their counts, most frequent first, for messages and reports.
+
+    >>> failure_text({"request failed": 1, "validation error": 3})
+    'validation error ×3, request failed ×1'
+    """
+    ranked = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{reason} ×{n}" for reason, n in ranked)
+
+
 @dataclass(frozen=True)
 class SampleSet:
     """The responses of one model/condition over a prompt set, aligned by prompt id.
 
-    ``by_prompt`` maps prompt id -> responses in sample order (already normalised). Prompts whose
-    generation failed are absent and counted in ``n_failed``. This is what every metric takes.
+    ``by_prompt`` maps prompt id -> responses in sample order (already normalised). A prompt any
+    of whose outputs failed is absent, counted in ``n_failed``, and its reason (e.g. "validation
+    error", "request failed") counted in ``failed_reasons``. This is what every metric takes.
     """
 
     label: str
@@ -77,6 +88,8 @@ class SampleSet:
     n_failed: int = 0
     prompts: Mapping[int, str] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
+    failed_reasons: Mapping[str, int] = field(default_factory=dict)
+    n_duplicates: int = 0  # records repeated with the same text in the file, each read once
 
     @property
     def n_prompts(self) -> int:
@@ -88,3 +101,7 @@ class SampleSet:
 
     def prompt_ids(self) -> list[int]:
         return sorted(self.by_prompt)
+
+    def failures_json(self) -> dict[str, Any]:
+        """``n_failed`` and ``failed_reasons``, as every --json row carries them."""
+        return {"n_failed": self.n_failed, "failed_reasons": dict(self.failed_reasons)}

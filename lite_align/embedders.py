@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, LiteAlignError, MissingDependencyError, ModelFileError, RegistryError
+from .jsonio import loads as json_loads
 
 SIDECAR = "embedder.json"
 SIDECAR_FORMAT = "lite_align.embedder/1"
-EXPORT_INSTALL = "pip install 'lite_align[export]'"
+EXPORT_INSTALL = "./install.sh --export (or: pip install torch==2.13.0, then pip install 'lite_align[export]')"
 OPSET = 17
 CHECK_COSINE = 0.999
 CHECK_SENTENCES = (
@@ -58,7 +59,7 @@ def exported_settings(onnx_path: Path) -> dict[str, Any]:
     ({} when there is none, as for models not written by :func:`export_embedder`)."""
     path = Path(onnx_path).with_name(SIDECAR)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json_loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError):

@@ -222,7 +222,7 @@ PREFIX_FILE_VERSION = "lite_align-prefix-v1"
 _log_callback: Any = None  # keeps the ctypes callback alive
 _log_verbose = False
 _log_last_level = 0
-_interrupted = False  # a Ctrl-C that arrived inside the log callback, raised by _reraise_interrupt
+_interrupted: KeyboardInterrupt | None = None  # a Ctrl-C (or SIGTERM) caught in the log callback
 
 
 def raise_if_interrupted() -> None:
@@ -231,9 +231,9 @@ def raise_if_interrupted() -> None:
     Called after every llama.cpp call that may log at length (loading, decoding, freeing) and by
     the CLI before it reports success, so a Ctrl-C is never lost, only deferred to a safe point."""
     global _interrupted
-    if _interrupted:
-        _interrupted = False
-        raise KeyboardInterrupt
+    if _interrupted is not None:
+        exc, _interrupted = _interrupted, None
+        raise exc
 
 
 _LOG_ERROR, _LOG_CONT = 4, 5  # ggml_log_level in this llama.cpp (NONE, DEBUG, INFO, WARN, ERROR, CONT)
@@ -261,10 +261,10 @@ def _install_log_callback(llama: Any, verbose: bool) -> None:
                     _log_last_level = level
                 if _log_verbose or _log_last_level == _LOG_ERROR:
                     sys.stderr.write(text.decode("utf-8", errors="replace"))
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
                 # ctypes would print and swallow an exception raised in a C callback, losing the
-                # user's Ctrl-C: keep it, and raise it again once llama.cpp has returned.
-                _interrupted = True
+                # user's Ctrl-C (or SIGTERM): keep it, and raise it again once llama.cpp has returned.
+                _interrupted = exc
 
         _log_callback = llama.llama_log_callback(_log)
         llama.llama_log_set(_log_callback, ctypes.c_void_p(0))
@@ -678,7 +678,7 @@ class LlamaCppGenerator:
         if len(tokens) >= self.max_positions:
             raise GenerationError(
                 f"request {request.key!r}: the prompt has {len(tokens)} tokens, the context holds "
-                f"{self.max_positions}; shorten the prompt (fewer examples) or raise n_ctx"
+                f"{self.max_positions}; shorten the prompt (fewer examples) or give a larger context (n_ctx, --ctx)"
             )
         if request.params.grammar is not None:
             self._llama.llama_sampler_free(self._parse_grammar(request))
@@ -767,7 +767,7 @@ class LlamaCppGenerator:
                     raise GenerationError(
                         f"request {request.key!r} needs {need} KV cells (prompt {len(tokens)} tokens "
                         f"+ {sample_cells} to generate), the cache holds {self._cell_capacity}; "
-                        "raise n_ctx"
+                        "give a larger context (n_ctx, --ctx)"
                     )
                 return None
         req = _Request(
@@ -979,7 +979,8 @@ class LlamaCppGenerator:
                 self._reserved_cells += req.sample_cells
             index = req.next_sample
             req.next_sample += 1
-            seen = np.empty(req.seen.size + req.request.params.max_tokens, dtype=np.int64)
+            # a sequence ends at max_positions, so no more than that many tokens can be seen
+            seen = np.empty(req.seen.size + min(req.request.params.max_tokens, self.max_positions), dtype=np.int64)
             seen[: req.seen.size] = req.seen
             seq = _Sequence(
                 req=req,

@@ -51,3 +51,14 @@ class MissingDependencyError(LiteAlignError):
 
 class GenerationError(LiteAlignError):
     """llama.cpp failed while generating (context too small, decode failure)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by the CLI's handler: a run stops as on Ctrl-C (every
+    finished sample kept, the manifest marked interrupted) and exits 128 + 15."""
+
+    exit_code = 143
+
+
+class DownloadError(LiteAlignError):
+    """A model could not be pulled from the hub (offline, refused, not found, interrupted, corrupted)."""

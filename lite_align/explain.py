@@ -1,4 +1,4 @@
-"""Explain the diversity drop from a base to an aligned sample set (method.md section 6), in one call:
+"""Explain the diversity drop from a base to an aligned sample set (docs/method.md §7), in one call:
 
     explain(base, aligned, embedder=embedder, judge=judge, prompts=prompts) -> plain dict (JSON-ready)
 
@@ -18,7 +18,8 @@ Keys of the result:
 - ``explanation``: one sentence, computed from the figures (see ``explanation``);
 - ``notes``: what was left out and why.
 
-Both sets are first cut to the prompts they share. Prompt texts come from ``prompts``, else from
+Both sets are first cut to the prompts they share (a prompt that failed in either is left out;
+``n_failed`` and ``failed_reasons`` give each set's failed prompts). Prompt texts come from ``prompts``, else from
 the sets themselves; without them the off-topic filter and every judge task are skipped (noted).
 
 With a judge: each response of both sets is scored (quality) and, on yes/no sets, labelled
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -83,7 +85,7 @@ def _shared(base: SampleSet, aligned: SampleSet) -> tuple[SampleSet, SampleSet]:
     ids = sorted(set(base.by_prompt) & set(aligned.by_prompt))
 
     def cut(s: SampleSet) -> SampleSet:
-        return SampleSet(s.label, {pid: s.by_prompt[pid] for pid in ids}, s.source, s.n_failed, s.prompts, s.settings)
+        return replace(s, by_prompt={pid: s.by_prompt[pid] for pid in ids})
 
     return cut(base), cut(aligned)
 
@@ -125,6 +127,8 @@ def explain(
         "base": base.label,
         "aligned": aligned.label,
         "n_prompts": len(ids),
+        "n_failed": {"base": base.n_failed, "aligned": aligned.n_failed},
+        "failed_reasons": {"base": dict(base.failed_reasons), "aligned": dict(aligned.failed_reasons)},
         "raw_diversity": raw,
         "coverage": cov,
         "quality": {"filters": {role: r.to_json() for role, r in filters.items()}, "judge": None},

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lite_align.errors import ModelFileError
+from lite_align.jsonio import loads as json_loads
 
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -355,7 +356,7 @@ def sha256_file(path: str | Path, *, chunk: int = 1 << 20, cache: Path | None = 
     cache = cache if cache is not None else default_hash_cache()
     entries: dict[str, str] = {}
     try:
-        loaded = json.loads(cache.read_text(encoding="utf-8"))
+        loaded = json_loads(cache.read_text(encoding="utf-8"))
         if isinstance(loaded, dict) and loaded.get("version") == 1:
             entries = {k: v for k, v in loaded.get("entries", {}).items() if isinstance(v, str)}
     except (OSError, ValueError):

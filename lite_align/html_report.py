@@ -37,10 +37,12 @@ from .markdown_report import (
     Note,
     diversity_measures,
     diversity_table,
+    dropped_lines,
     explain_blocks,
     explain_parts,
     manifest_lines,
     measure_label,
+    recover_dropped_lines,
     recover_table,
     similarity_keys,
     similarity_label,
@@ -334,7 +336,8 @@ def _diversity_html(diversity: Mapping[str, Mapping[str, Any]], colours: Mapping
     table = diversity_table(diversity)
     return (
         '<section aria-labelledby="div-h"><h2 id="div-h">Diversity</h2>'
-        f'<p>{_esc(table.note)}</p><div class="charts">{"".join(figures)}</div>'
+        f"<p>{_esc(table.note)}</p>{_dropped_html(dropped_lines(diversity))}"
+        f'<div class="charts">{"".join(figures)}</div>'
         f"<details><summary>Every figure as a table</summary>{_table_html(table)}</details></section>"
     )
 
@@ -374,8 +377,14 @@ def _recover_html(
     table = recover_table(recover, reference)
     return (
         f'<section aria-labelledby="rec-h"><h2 id="rec-h">{_esc(table.title)}</h2><p>{_esc(table.note)}</p>'
+        f"{_dropped_html(recover_dropped_lines(recover))}"
         f'<div class="charts">{"".join(figures)}</div>{_table_html(table)}</section>'
     )
+
+
+def _dropped_html(lines: Sequence[str]) -> str:
+    """Failed prompts, one line a set (nothing when none failed)."""
+    return "".join(f'<p class="dropped">{_esc(line)}</p>' for line in lines)
 
 
 def _explain_html(parts: Mapping[str, Any]) -> str:
@@ -479,6 +488,7 @@ td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-n
 .verdict-recovered { background: #007a52; } .verdict-partly { background: #9a6700; }
 .verdict-not { background: #b42318; }
 .note-label { font-weight: bold; }
+.dropped { color: #8a5a00; }
 .controls { display: flex; gap: .5rem; align-items: center; flex-wrap: wrap; margin: .8rem 0; }
 .controls select { font-size: 1rem; max-width: min(60rem, 80vw); padding: .3rem; }
 .controls button { font-size: 1rem; padding: .3rem .8rem; }

@@ -1,5 +1,5 @@
 """A local judge: a GGUF chat model asked for quality scores, coverage comparisons and stance labels
-(method.md section 6), its replies forced into JSON by a grammar and parsed into typed results.
+(docs/method.md §7), its replies forced into JSON by a grammar and parsed into typed results.
 
     judge = Judge(LlamaCppGenerator(path, n_ctx=JUDGE_N_CTX), sha256_file(path))
     judge.quality([("Is the sky blue?", "Yes.")])  ->  [Verdict(value=QualityScores(...), ...)]
@@ -47,6 +47,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from lite_align.engine import GenerationRequest, SamplingParams
 from lite_align.errors import ConfigError, PromptFileError
+from lite_align.jsonio import loads as json_loads
 from lite_align.sqlite_cache import open_versioned, unusable
 
 __all__ = [
@@ -380,7 +381,7 @@ def parse_reply(task: str, raw: str, finish_reason: str = "stop") -> Verdict[Any
     "reply lacks 'clarity'"
     """
     try:
-        obj = json.loads(raw)
+        obj = json_loads(raw)
     except json.JSONDecodeError as exc:
         cut = " (cut off at max_tokens or the context)" if finish_reason == "length" else ""
         return Verdict(None, raw, f"not JSON: {exc.msg}{cut}")

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .data import failure_text
+
 __all__ = [
     "DIVERSITY_MEASURES",
     "Figure",
@@ -29,14 +31,19 @@ __all__ = [
     "Note",
     "diversity_measures",
     "diversity_table",
+    "dropped_lines",
     "explain_blocks",
+    "explain_dropped_line",
     "explain_parts",
     "manifest_brief",
     "manifest_lines",
+    "recover_dropped_lines",
     "recover_table",
     "render_markdown",
     "report_json",
+    "prompts_text",
     "similarity_keys",
+    "stance_dropped_lines",
 ]
 
 REPORT_FORMAT = "lite_align.report/1"
@@ -197,7 +204,9 @@ def manifest_lines(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
             if info.get("temperature") is not None:
                 bits.append(f"T={info['temperature']}")
             if info.get("n_failed"):
-                bits.append(f"{info['n_failed']} failed lines skipped")
+                why = _reasons(info.get("failed_reasons"))
+                failed = f"{prompts_text(_count(info['n_failed']))} dropped, an output failed"
+                bits.append(f"{failed}{f' ({why})' if why else ''}")
             lines.append((label, " · ".join(bits)))
         lines.append(("reference", str(brief.get("reference") or "none (give --reference NAME for recoverability)")))
         if brief.get("baseline"):
@@ -341,6 +350,101 @@ def recover_table(recover: Mapping[str, Mapping[str, Any]], reference: str = "ch
 
 
 # --------------------------------------------------------------------------------------------------
+# Failed prompts: how many were dropped, and why
+
+
+def _count(x: Any) -> int:
+    return x if isinstance(x, int) and not isinstance(x, bool) else 0
+
+
+def prompts_text(n: int) -> str:
+    """A count of prompts in words.
+
+    >>> prompts_text(1), prompts_text(2)
+    ('1 prompt', '2 prompts')
+    """
+    return f"{n} prompt" if n == 1 else f"{n} prompts"
+
+
+def _reasons(x: Any) -> str:
+    return failure_text({str(k): _count(v) for k, v in x.items()}) if isinstance(x, Mapping) and x else ""
+
+
+def dropped_lines(diversity: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One sentence per set that lost prompts to failed outputs.
+
+    >>> dropped_lines({"a": {"n_prompts": 2, "n_failed": 48, "failed_reasons": {"validation error": 48}}})
+    ['a: 48 of 50 prompts dropped because an output failed (validation error ×48); its figures cover the other 2.']
+    """
+    out = []
+    for name, row in diversity.items():
+        failed = _count(row.get("n_failed"))
+        if failed:
+            kept = _count(row.get("n_prompts"))
+            why = _reasons(row.get("failed_reasons"))
+            out.append(
+                f"{name}: {failed} of {failed + kept} prompts dropped because an output failed"
+                f"{f' ({why})' if why else ''}; its figures cover the other {kept}."
+            )
+    return out
+
+
+def recover_dropped_lines(recover: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One sentence per compared set where a file lost prompts: the figures cover only the prompts
+    valid in every file.
+
+    >>> row = {"jaccard": {"ratio": 1.0, "n_prompts": 47}, "n_failed": 2, "reference_n_failed": 1}
+    >>> recover_dropped_lines({"a": row})
+    ['a: compared over the 47 prompts valid in every file; failed prompts left out: 2 in it, 1 in the reference.']
+    """
+    out = []
+    for name, row in recover.items():
+        counts = [(_count(row.get("n_failed")), "in it"), (_count(row.get("reference_n_failed")), "in the reference")]
+        if "baseline_n_failed" in row:
+            counts.append((_count(row.get("baseline_n_failed")), "in the baseline"))
+        if not any(n for n, _ in counts):
+            continue
+        sims = [v for v in row.values() if isinstance(v, Mapping) and "ratio" in v]
+        n = _count(sims[0].get("n_prompts")) if sims else 0
+        listed = ", ".join(f"{k} {where}" for k, where in counts)
+        out.append(
+            f"{name}: compared over the {prompts_text(n)} valid in every file; failed prompts left out: {listed}."
+        )
+    return out
+
+
+def stance_dropped_lines(stance: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One sentence per judge file that lost prompts to failed judge requests."""
+    out = []
+    for name, row in stance.items():
+        failed = _count(row.get("n_failed"))
+        if failed:
+            why = _reasons(row.get("failed_reasons"))
+            out.append(
+                f"{row.get('label', name)}: {prompts_text(failed)} dropped because a judge request failed"
+                f"{f' ({why})' if why else ''}; the shares cover the other {_count(row.get('n_prompts'))}."
+            )
+    return out
+
+
+def explain_dropped_line(explain: Mapping[str, Any]) -> str:
+    """The explain section's failed prompts in one sentence ("" when none failed)."""
+    failed = explain.get("n_failed")
+    if not isinstance(failed, Mapping) or not any(_count(v) for v in failed.values()):
+        return ""
+    found = explain.get("failed_reasons")
+    reasons: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    parts = []
+    for role, n in failed.items():
+        why = _reasons(reasons.get(role))
+        parts.append(f"{_count(n)} in {explain.get(role, role)}{f' ({why})' if why else ''}")
+    return (
+        f"failed prompts left out: {', '.join(parts)}; the figures cover the "
+        f"{prompts_text(_count(explain.get('n_prompts')))} valid in both."
+    )
+
+
+# --------------------------------------------------------------------------------------------------
 # Explain parts (coverage, quality, stance, ...), laid out generically
 
 
@@ -350,7 +454,10 @@ def explain_parts(results: Mapping[str, Any]) -> dict[str, Any]:
     parts: dict[str, Any] = {}
     explain = results.get("explain")
     if isinstance(explain, Mapping):
-        parts.update(explain)
+        parts.update({k: v for k, v in explain.items() if k not in ("n_failed", "failed_reasons")})
+        dropped = explain_dropped_line(explain)
+        if dropped:
+            parts["failed prompts"] = dropped
     elif explain is not None:
         parts["explain"] = explain
     for key, value in results.items():
@@ -435,6 +542,10 @@ def markdown_table(table: FigureTable) -> str:
     return "\n".join(lines)
 
 
+def _bullets(lines: list[str]) -> list[str]:
+    return [*(f"- {_md_cell(line)}" for line in lines), ""] if lines else []
+
+
 def render_markdown(manifest: Mapping[str, Any], results: Mapping[str, Any], *, reference: str = "chat") -> str:
     """The report as Markdown: the manifest in brief, then every table, for notes and papers."""
     out = ["# lite_align report", ""]
@@ -445,9 +556,11 @@ def render_markdown(manifest: Mapping[str, Any], results: Mapping[str, Any], *, 
     if results.get("diversity"):
         table = diversity_table(results["diversity"])
         out += ["## Diversity", "", table.note, "", markdown_table(table), ""]
+        out += _bullets(dropped_lines(results["diversity"]))
     if results.get("recover"):
         table = recover_table(results["recover"], reference)
         out += [f"## {table.title}", "", table.note, "", markdown_table(table), ""]
+        out += _bullets(recover_dropped_lines(results["recover"]))
     parts = explain_parts(results)
     if parts:
         out += ["## Explaining the drop", ""]

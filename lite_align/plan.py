@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .jsonio import loads as json_loads
 from .study import PendingWork
 
 PLAN_FORMAT = "lite_align.plan/1"
@@ -141,7 +142,7 @@ class CalibrationCache:
 
     def _entries(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = json_loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
         if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT:

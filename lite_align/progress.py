@@ -16,23 +16,27 @@ class RichProgress:
         self._progress: Any = None
         self._task: Any = None
 
-    def start(self, description: str, total: int) -> None:
+    def start(self, description: str, total: int, *, unit: str = "items") -> None:
+        """A new bar; ``unit="bytes"`` shows sizes and the transfer rate (downloads)."""
         if not self.enabled:
             return
         from rich.progress import (
             BarColumn,
+            DownloadColumn,
             MofNCompleteColumn,
             Progress,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
+            TransferSpeedColumn,
         )
 
         self.finish()
+        counts = [DownloadColumn(), TransferSpeedColumn()] if unit == "bytes" else [MofNCompleteColumn()]
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            *counts,
             TextColumn("elapsed"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
@@ -41,7 +45,8 @@ class RichProgress:
             transient=False,
         )
         self._progress.start()
-        self._task = self._progress.add_task(description, total=total)
+        # a download of unknown size (total 0) gets a bar without an end
+        self._task = self._progress.add_task(description, total=(total or None) if unit == "bytes" else total)
 
     def advance(self, n: int = 1) -> None:
         if self._progress is not None:

@@ -1,4 +1,4 @@
-"""Prompt sets and the base model's prompt formats (method.md §4).
+"""Prompt sets and the base model's prompt formats (docs/method.md §4).
 
 Formats, with ``Q``/``A``/``S`` standing for a query, an answer and a summary::
 
@@ -40,16 +40,35 @@ def _read_text(path: Path, what: str) -> str:
     except OSError as exc:
         raise PromptFileError(f"cannot read {what} {path}: {exc.strerror}") from None
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise PromptFileError(f"{path}:{line}: not UTF-8 text; save the file as UTF-8") from None
+    return text.removeprefix("\ufeff")  # the byte-order mark some editors write is not text
 
 
 def read_prompt_lines(path: Path) -> list[str]:
-    """One prompt per line; blank lines and lines starting with '#' are skipped."""
-    text = _read_text(path, "prompt file")
-    return [s for s in (line.strip() for line in text.splitlines()) if s and not s.startswith("#")]
+    r"""The prompts of a plain-text file, by one rule:
+
+    - one prompt per line; only a newline ends a line (``\r\n`` too): form feeds, vertical tabs and
+      other Unicode separators stay inside the prompt;
+    - a UTF-8 byte-order mark at the start of the file is ignored;
+    - whitespace around each line is stripped, and blank lines are skipped;
+    - a line starting with ``#`` is a comment. A prompt that starts with ``#`` is written ``\#...``:
+      a line starting with ``\#`` or ``\\`` loses that first backslash.
+
+    >>> import tempfile; f = Path(tempfile.mkdtemp()) / "p.txt"
+    >>> _ = f.write_bytes("\ufeff# mine\r\nFirst?\x0bstill first\n\n\\# Second\n".encode())
+    >>> read_prompt_lines(f)
+    ['First?\x0bstill first', '# Second']
+    """
+    out = []
+    for line in _read_text(path, "prompt file").split("\n"):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        out.append(text[1:] if text.startswith(("\\#", "\\\\")) else text)
+    return out
 
 
 def load_prompt_set(spec: str, *, limit: int | None = None) -> PromptSet:

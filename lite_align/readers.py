@@ -1,10 +1,13 @@
 """Read samples and prompt sets from disk; the format is detected, never configured.
 
-Samples come in three shapes (see method.md section 2 and ``Sample.to_json``):
+Samples come in three shapes (see docs/method.md §2 and ``Sample.to_json``):
 
 - the paper's release: ``samples.jsonl`` (or a directory holding one), one line per prompt in prompt
   order, server style ``{"prompt": ..., "outputs": [{"generated_text": ...}]}`` (a failed line holds
-  ``{"error": ...}``) or OpenAI style ``{"ok": true, "outputs": [{"message": {"content": ...}}]}``;
+  ``{"error": ...}``, a failed output ``{"error": ..., "error_type": ...}``) or OpenAI style
+  ``{"ok": true, "outputs": [{"message": {"content": ...}}]}``; a prompt any of whose outputs failed
+  is left out and counted (``SampleSet.n_failed``, ``failed_reasons``), a file where all failed is
+  refused;
   ``args.json`` beside it holds the run's settings;
 - a lite_align run directory: ``manifest.json`` and ``samples/<condition>.jsonl``;
 - one lite_align samples file: one ``Sample`` record per line.
@@ -17,13 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from lite_align.data import Prompt, PromptSet, SampleSet
+from lite_align.data import Prompt, PromptSet, SampleSet, failure_text
 from lite_align.errors import LiteAlignError, PromptFileError, SamplesFileError
+from lite_align.jsonio import loads as json_loads
 
 __all__ = [
     "check_aligned",
@@ -32,6 +37,7 @@ __all__ = [
     "read_instances",
     "read_samples",
     "read_stance_labels",
+    "StanceLabels",
 ]
 
 PAPER_SAMPLES_FILE = "samples.jsonl"
@@ -115,7 +121,7 @@ def _parse_line(path: Path, number: int, chunk: bytes, error: type[LiteAlignErro
     if not text.strip():
         raise error(f"{path}:{number}: empty line; every line must hold one JSON object")
     try:
-        obj = json.loads(text)
+        obj = json_loads(text)
     except json.JSONDecodeError as exc:
         raise error(f"{path}:{number}: invalid JSON ({exc.msg}, column {exc.colno}); fix or remove the line") from None
     if not isinstance(obj, dict):
@@ -133,7 +139,7 @@ def _load_complete(path: Path, error: type[LiteAlignError]) -> _Objects:
 
 def _read_json_object(path: Path, error: type[LiteAlignError]) -> dict[str, Any]:
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = json_loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"{path}: not a readable JSON file ({exc}); fix or remove it") from None
     if not isinstance(obj, dict):
@@ -171,8 +177,11 @@ def read_samples(path: str | Path, *, label: str | None = None) -> list[SampleSe
     if "prompt_id" in obj:
         manifest = p.parent.parent / RUN_MANIFEST
         in_run = p.parent.name == RUN_SAMPLES_DIR and manifest.is_file()
-        settings = _read_json_object(manifest, SamplesFileError) if in_run else {}
-        return [_read_record_file(p, label or p.stem, settings, objects)]
+        if not in_run:
+            return [_read_record_file(p, label or p.stem, {}, objects)]
+        settings = _read_json_object(manifest, SamplesFileError)
+        n_prompts = _run_prompt_count(p.parent.parent, settings)
+        return [_read_record_file(p, label or p.stem, settings, objects, condition=p.stem, n_prompts=n_prompts)]
     if _paper_line_style(obj) is None:
         raise SamplesFileError(
             f"{p}:{number}: neither a paper samples line (outputs/error/ok) nor a lite_align record "
@@ -191,51 +200,82 @@ def _paper_line_style(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _paper_texts(path: Path, number: int, obj: Mapping[str, Any]) -> tuple[str, ...] | None:
-    """The normalised texts of one paper line, or None when the line records a failure."""
+class _FailedLine(Exception):
+    """A paper line that records a failure instead of outputs; ``reason`` says which kind."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _error_reason(record: Mapping[str, Any]) -> str:
+    """The reason of a failure record: "validation error" for ``{"error_type": "validation"}``, else
+    "request failed"."""
+    kind = record.get("error_type")
+    return f"{kind.strip()} error" if isinstance(kind, str) and kind.strip() else "request failed"
+
+
+def _paper_texts(path: Path, number: int, obj: Mapping[str, Any]) -> tuple[str, ...]:
+    """The normalised texts of one paper line. A line that records a failure raises _FailedLine:
+    a failed request (``"ok": false``, or ``{"error": ...}`` in place of the outputs), no outputs,
+    or any output that is a failure record (an ``error`` key) or has no text (docs/method.md §2: such a
+    prompt is skipped and counted)."""
     style = _paper_line_style(obj)
     if style is None:
         raise SamplesFileError(f"{path}:{number}: not a paper samples line (expected 'outputs', 'error' or 'ok' keys)")
     if (style == "openai" and not obj["ok"]) or (style == "server" and "outputs" not in obj):
-        return None
+        raise _FailedLine(_error_reason(obj))
     outputs = obj.get("outputs")
     if not isinstance(outputs, list):
         raise SamplesFileError(f"{path}:{number}: 'outputs' must be a list of outputs")
     if not outputs:
-        return None
+        raise _FailedLine("no outputs")
     texts = []
     for output in outputs:
+        if not isinstance(output, dict):
+            raise SamplesFileError(f"{path}:{number}: an output is not a JSON object; expected one object per output")
+        if "error" in output:
+            raise _FailedLine(_error_reason(output))
         text: Any
         if style == "server":
-            text = output.get("generated_text") if isinstance(output, dict) else None
+            where = "generated_text"
+            text = output.get("generated_text")
         else:
-            message = output.get("message") if isinstance(output, dict) else None
-            text = message.get("content") if isinstance(message, dict) else None
-            text = "" if text is None and isinstance(message, dict) else text
+            where = "message.content"
+            message = output.get("message")
+            text = message.get("content", "") if isinstance(message, dict) else None
+            text = "" if text is None and isinstance(message, dict) else text  # content null: an empty answer
+        if text is None:
+            raise _FailedLine(f"no text ({where} missing)")
         if not isinstance(text, str):
-            where = "generated_text" if style == "server" else "message.content"
-            raise SamplesFileError(f"{path}:{number}: an output has no text ({where} missing or not text)")
+            raise SamplesFileError(f"{path}:{number}: an output's {where} is {type(text).__name__}, not text")
         texts.append(normalise_text(text))
     return tuple(texts)
 
 
 def _read_paper_file(path: Path, label: str | None, objects: _Objects | None = None) -> SampleSet:
     by_prompt: dict[int, tuple[str, ...]] = {}
-    n_failed = 0
-    for number, obj in objects if objects is not None else _load_complete(path, SamplesFileError):
-        texts = _paper_texts(path, number, obj)
-        if texts is None:
-            n_failed += 1
-        else:
-            by_prompt[number - 1] = texts
+    reasons: Counter[str] = Counter()
+    lines = objects if objects is not None else _load_complete(path, SamplesFileError)
+    for number, obj in lines:
+        try:
+            by_prompt[number - 1] = _paper_texts(path, number, obj)
+        except _FailedLine as failed:
+            reasons[failed.reason] += 1
+    if not by_prompt:
+        raise SamplesFileError(
+            f"{path}: every prompt failed ({len(lines)} of {len(lines)} lines: {failure_text(reasons)}); "
+            "nothing to analyse, leave this file out"
+        )
     args = path.parent / "args.json"
     settings = _read_json_object(args, SamplesFileError) if args.is_file() else {}
     return SampleSet(
         label=label or path.parent.name,
         by_prompt=by_prompt,
         source=str(path),
-        n_failed=n_failed,
+        n_failed=sum(reasons.values()),
         settings=settings,
+        failed_reasons=dict(reasons),
     )
 
 
@@ -248,20 +288,47 @@ def _read_run_dir(run_dir: Path, label: str | None) -> list[SampleSet]:
         )
     prompts_file = run_dir / RUN_PROMPTS
     prompts = {p.id: p.text for p in read_instances(prompts_file).prompts} if prompts_file.is_file() else {}
+    n_prompts = len(prompts) if prompts else _run_prompt_count(run_dir, manifest)
     sets = []
     for f in files:
         name = f.stem if label is None else (label if len(files) == 1 else f"{label}/{f.stem}")
-        sets.append(replace(_read_record_file(f, name, manifest), prompts=prompts))
+        found = _read_record_file(f, name, manifest, condition=f.stem, n_prompts=n_prompts)
+        sets.append(replace(found, prompts=prompts))
     return sets
 
 
+def _run_prompt_count(run_dir: Path, manifest: Mapping[str, Any]) -> int | None:
+    """How many prompts a run directory's prompt set holds: its prompts.jsonl, else the manifest's
+    count, else None (unknown)."""
+    prompts_file = run_dir / RUN_PROMPTS
+    if prompts_file.is_file():
+        return len(read_instances(prompts_file).prompts)
+    recorded_set = manifest.get("prompt_set")
+    recorded = recorded_set.get("n_prompts") if isinstance(recorded_set, Mapping) else None
+    return recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else None
+
+
 def _read_record_file(
-    path: Path, label: str, settings: Mapping[str, Any], objects: _Objects | None = None
+    path: Path,
+    label: str,
+    settings: Mapping[str, Any],
+    objects: _Objects | None = None,
+    *,
+    condition: str | None = None,
+    n_prompts: int | None = None,
 ) -> SampleSet:
-    """A lite_align samples file. The last record per (prompt, sample index) wins (a resumed run may
-    retry a failed sample); records with finish_reason "error" are failures. ``n_failed`` counts the
-    prompts left without any text; a prompt with some failed samples keeps the others."""
-    latest: dict[tuple[int, int], dict[str, Any]] = {}
+    """A lite_align samples file. Records with finish_reason "error" are failures, and a later
+    record for the same (prompt, sample index) replaces a failure (a resumed run may retry it). As in
+    released files, a prompt any of whose samples failed is left out and counted in ``n_failed``.
+
+    A damaged file is refused, naming the line, rather than read into other figures: a record whose
+    ``condition`` is not the file's (``condition``: the file's name in a run directory; else the
+    first record's), a prompt id outside the prompt set (``n_prompts`` prompts, when known), and a
+    second record for the same (prompt, sample index) with other text. A record repeated with the
+    same text (two processes wrote the same sample) is kept once and counted in ``n_duplicates``."""
+    latest: dict[tuple[int, int], tuple[int, dict[str, Any]]] = {}
+    expected = condition
+    duplicates = 0
     for number, obj in objects if objects is not None else _load_objects(path, SamplesFileError):
         missing = [k for k in _RECORD_KEYS if k not in obj]
         if missing:
@@ -269,22 +336,53 @@ def _read_record_file(
                 f"{path}:{number}: record lacks {', '.join(missing)}; is this a lite_align samples file?"
             )
         pid, index, text = obj["prompt_id"], obj["sample_index"], obj["text"]
-        if not (isinstance(pid, int) and isinstance(index, int) and pid >= 0 and isinstance(text, str)):
+        valid = isinstance(pid, int) and isinstance(index, int) and not isinstance(pid, bool)
+        if not (valid and pid >= 0 and index >= 0 and isinstance(text, str)):
             raise SamplesFileError(f"{path}:{number}: prompt_id and sample_index must be integers >= 0, text a string")
-        latest[(pid, index)] = obj
+        found = obj.get("condition")
+        if found is not None:
+            if expected is None:
+                expected = found
+            elif found != expected:
+                raise SamplesFileError(
+                    f"{path}:{number}: a sample of condition {found!r} in a file of {expected!r} samples; "
+                    "the file is damaged: remove the line, or move the run aside and run it again"
+                )
+        if n_prompts is not None and pid >= n_prompts:
+            raise SamplesFileError(
+                f"{path}:{number}: prompt_id {pid} is outside the run's prompt set ({n_prompts} prompts, ids 0 to "
+                f"{n_prompts - 1}); the file is damaged: remove the line, or move the run aside and run it again"
+            )
+        earlier = latest.get((pid, index))
+        if earlier is not None and earlier[1]["finish_reason"] != "error":
+            first_line, first = earlier
+            if first["text"] == text:
+                duplicates += 1  # the same sample written twice: keep the first
+                continue
+            raise SamplesFileError(
+                f"{path}:{number}: prompt {pid} sample {index} again, with other text than line {first_line}; "
+                "the file is damaged (two runs wrote it?): keep one of the two lines, or move the run aside "
+                "and run it again"
+            )
+        latest[(pid, index)] = (number, obj)
     grouped: dict[int, list[tuple[int, str]]] = {}
-    seen_prompts: set[int] = set()
-    for (pid, index), obj in latest.items():
-        seen_prompts.add(pid)
-        if obj["finish_reason"] != "error":
+    failed: set[int] = set()
+    for (pid, index), (_, obj) in latest.items():
+        if obj["finish_reason"] == "error":
+            failed.add(pid)
+        else:
             grouped.setdefault(pid, []).append((index, normalise_text(obj["text"])))
-    by_prompt = {pid: tuple(text for _, text in sorted(items)) for pid, items in sorted(grouped.items())}
+    by_prompt = {
+        pid: tuple(text for _, text in sorted(items)) for pid, items in sorted(grouped.items()) if pid not in failed
+    }
     return SampleSet(
         label=label,
         by_prompt=by_prompt,
         source=str(path),
-        n_failed=len(seen_prompts - by_prompt.keys()),
+        n_failed=len(failed),
         settings=dict(settings),
+        failed_reasons={"generation error": len(failed)} if failed else {},
+        n_duplicates=duplicates,
     )
 
 
@@ -333,25 +431,46 @@ def read_instances(path: str | Path) -> PromptSet:
     )
 
 
-def read_stance_labels(path: str | Path) -> list[str | None]:
+class StanceLabels(list[str | None]):
+    """One label per judge line (None: the answer did not parse, or the request failed); ``failed``
+    maps the 0-based index of each line whose request failed to the reason."""
+
+    def __init__(self, labels: Iterable[str | None] = (), failed: Mapping[int, str] | None = None) -> None:
+        super().__init__(labels)
+        self.failed: dict[int, str] = dict(failed or {})
+
+
+def read_stance_labels(path: str | Path) -> StanceLabels:
     """One stance label per line of a judge file (OpenAI style; the answer is JSON with a "stance"
-    key), lower-cased and stripped; None where the request failed or the answer does not parse.
-    ``path`` may be the file or the directory holding its ``samples.jsonl``."""
+    key), lower-cased and stripped; None where the answer does not parse or the request failed (those
+    lines are also in ``.failed``). ``path`` may be the file or the directory holding its
+    ``samples.jsonl``. A file whose every request failed is refused."""
     p = Path(path)
     if p.is_dir() and (p / PAPER_SAMPLES_FILE).is_file():
         p = p / PAPER_SAMPLES_FILE
     labels: list[str | None] = []
+    failed: dict[int, str] = {}
     for number, obj in _load_complete(p, SamplesFileError):
         if "ok" not in obj:
             raise SamplesFileError(f"{p}:{number}: not a judge answer line (expected an 'ok' key)")
-        texts = _paper_texts(p, number, obj)
-        labels.append(_stance_of(texts[0]) if texts else None)
-    return labels
+        try:
+            texts = _paper_texts(p, number, obj)
+        except _FailedLine as exc:
+            failed[number - 1] = exc.reason
+            labels.append(None)
+            continue
+        labels.append(_stance_of(texts[0]))
+    if len(failed) == len(labels):
+        raise SamplesFileError(
+            f"{p}: every judge request failed ({len(labels)} of {len(labels)} lines: "
+            f"{failure_text(Counter(failed.values()))}); nothing to count, leave this file out"
+        )
+    return StanceLabels(labels, failed)
 
 
 def _stance_of(answer: str) -> str | None:
     try:
-        obj = json.loads(answer)
+        obj = json_loads(answer)
     except json.JSONDecodeError:
         return None
     stance = obj.get("stance") if isinstance(obj, dict) else None

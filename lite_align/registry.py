@@ -21,6 +21,7 @@ from .errors import ModelNotFoundError, RegistryError
 from .paths import cache_dir, models_dirs, project_root
 
 REGISTRY_VERSION = 1
+MAX_CONCURRENCY = 1024  # requests in flight to one server (one thread each)
 ROLES = ("base", "chat")
 _MODEL_KEYS = {
     "role",
@@ -40,6 +41,8 @@ _MODEL_KEYS = {
     "model",
     "api_key_env",
     "concurrency",
+    "repo",
+    "revision",
 }
 _PAIR_KEYS = {"base", "chat", "note"}
 _EMBEDDER_KEYS = {
@@ -77,6 +80,8 @@ class ModelSpec:
     model: str = ""
     api_key_env: str = ""
     concurrency: int = 0  # requests in flight at once (server backends); 0: the backend's default
+    repo: str = ""  # Hugging Face hub repo ("owner/name") holding `file`, for `lite-align models pull`
+    revision: str = ""  # branch, tag or commit of `repo` to pull (default: main)
 
     @property
     def source(self) -> str:
@@ -215,6 +220,13 @@ def load_registry(path: str | Path | None = None) -> Registry:
             expected = {"chat_template": bool, "concurrency": int}.get(key, str)
             if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
                 raise RegistryError(f"{loc}: models.{name}.{key} must be a {expected.__name__}")
+        concurrency = entry.get("concurrency")
+        if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise RegistryError(
+                f"{loc}: models.{name}.concurrency must be between 1 and {MAX_CONCURRENCY} (requests in flight), "
+                f"got {concurrency}; leave it out for the default"
+            )
+        _check_hub_keys(entry, f"{loc}: models.{name}")
         models[name] = ModelSpec(name=name, **entry)
 
     pairs: dict[str, PairSpec] = {}
@@ -248,6 +260,20 @@ def load_registry(path: str | Path | None = None) -> Registry:
     if default_embedder and default_embedder not in embedders:
         raise RegistryError(f"{p}: default_embedder {default_embedder!r} is not an [embedders] entry")
     return Registry(p, models, pairs, embedders, default_pair, default_embedder)
+
+
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _check_hub_keys(entry: dict[str, Any], where: str) -> None:
+    """``repo`` is an "owner/name" hub id and comes with the ``file`` to pull; ``revision`` needs a repo."""
+    repo = entry.get("repo")
+    if repo is not None and not _REPO_ID.fullmatch(repo):
+        raise RegistryError(f'{where}.repo must be a hub repo id "owner/name", not {repo!r}')
+    if repo and not entry.get("file"):
+        raise RegistryError(f"{where} has a repo but no file; add the GGUF file name to pull from {repo}")
+    if entry.get("revision") and not repo:
+        raise RegistryError(f"{where} has a revision but no repo; add repo or remove revision")
 
 
 def _table(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
@@ -298,6 +324,8 @@ def install_hint(spec: ModelSpec) -> str:
     if spec.path:
         return f"put the file at {spec.path} or edit models.{spec.name}.path in models.toml"
     where = ", ".join(str(d) for d in models_dirs())
+    if spec.repo:
+        return f"pull it: lite-align models pull {spec.name} (or download {spec.file} from {spec.repo} into: {where})"
     src = f" (published at {spec.url})" if spec.url else ""
     return f"download {spec.file}{src} into one of: {where}"
 
@@ -307,6 +335,13 @@ def resolve(spec: ModelSpec) -> Path:
     found = locate(spec)
     if found is not None:
         return found
+    if spec.path:
+        p = Path(os.path.expandvars(spec.path)).expanduser()
+        p = p if p.is_absolute() else project_root() / p
+        if p.is_dir():
+            raise ModelNotFoundError(
+                f"model '{spec.name}': path {p} is a folder; point models.{spec.name}.path at the .gguf file in it"
+            )
     if spec.assemble and package_dir(spec.package) is not None:
         module_name, _, func_name = spec.assemble.partition(":")
         target = cache_dir() / "models" / spec.file
@@ -327,14 +362,22 @@ def resolve(spec: ModelSpec) -> Path:
 
 
 def resolve_model_arg(registry: Registry, value: str, role: str) -> tuple[ModelSpec, Path]:
-    """A --base/--chat/--judge value: a registry name, or a path to a .gguf file."""
+    """A --base/--chat/--judge value: a registry name, or a path to a .gguf file. A file that
+    ``models.lock`` (beside the registry) records is checked against it first."""
+    from .lock import check_against_lock
+
     if value.lower().endswith(".gguf") or os.sep in value:
         p = Path(value).expanduser()
+        if p.is_dir():
+            raise ModelNotFoundError(f"model file {value} is a folder; give the .gguf file in it, or a registry name")
         if not p.is_file():
             raise ModelNotFoundError(f"model file {value} not found; give an existing .gguf path or a registry name")
         spec = ModelSpec(name=p.stem, role=role, path=str(p.resolve()))
+        check_against_lock(registry.path, None, p.resolve())
         return spec, p.resolve()
     spec = registry.model(value)
     if spec.backend != "llama.cpp":
         return spec, Path()
-    return spec, resolve(spec)
+    path = resolve(spec)
+    check_against_lock(registry.path, spec.name, path)
+    return spec, path

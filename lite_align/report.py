@@ -22,6 +22,14 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .markdown_report import (
+    dropped_lines,
+    explain_dropped_line,
+    prompts_text,
+    recover_dropped_lines,
+    stance_dropped_lines,
+)
+
 DIVERSITY_ROWS = [
     ("jaccard_within", "word-bag Jaccard (within prompt) ↓", 3),
     ("embedding_diversity", "embedding diversity ↑", 3),
@@ -101,7 +109,9 @@ def diversity_panel(name: str, row: Mapping[str, Any]) -> Panel:
             t.add_row(label, _f(row[key], digits), _ci(cis.get(key), digits))
     sub = f"{row.get('n_prompts', '?')} prompts · {row.get('n_responses', '?')} responses"
     if row.get("n_failed"):
-        sub += f" · {row['n_failed']} failed lines skipped"
+        sub += f" · {prompts_text(row['n_failed'])} dropped (failed)"
+    if row.get("n_duplicates"):
+        sub += f" · {row['n_duplicates']} repeated lines read once"
     return Panel(t, title=f"[bold]{short_label(name)}[/bold]", subtitle=sub, expand=False)
 
 
@@ -109,6 +119,12 @@ def render_diversity(con: Console, table: Mapping[str, Mapping[str, Any]], title
     con.rule(f"[bold]{title}[/bold] — within-prompt measures, mean over prompts with 95% bootstrap intervals")
     con.print(Columns([diversity_panel(n, r) for n, r in table.items()], equal=False))
     con.print(Text("↓ lower is more diverse, ↑ higher is more diverse; rates are shares of responses.", style="dim"))
+    _print_dropped(con, dropped_lines(table))
+
+
+def _print_dropped(con: Console, lines: Sequence[str]) -> None:
+    for line in lines:
+        con.print(Text(line, style="yellow"))
 
 
 # --- recoverability --------------------------------------------------------------------------
@@ -172,6 +188,7 @@ def render_recover(con: Console, table: Mapping[str, Mapping[str, Any]], referen
     if natural > con.width:
         t = _recover_long(table, present)
     con.print(t)
+    _print_dropped(con, recover_dropped_lines(table))
     con.print(
         Text(
             "ratio = cross / baseline; 1 means the condition answers as much like the teacher as the teacher's own "
@@ -425,6 +442,21 @@ def write_output(path: str, text: str) -> None:
     info(f"wrote {path} ({len(text.encode('utf-8')) / 1e6:.1f} MB)")
 
 
+def render_release_fetch(con: Console, doc: Mapping[str, Any]) -> None:
+    """Where ``release fetch`` put the release, and what it holds."""
+    how = "already here, checked" if doc.get("already_here") else f"downloaded {doc.get('downloaded', 0) / 1e6:.1f} MB"
+    if doc.get("resumed_at"):
+        how += f", resumed at {doc['resumed_at'] / 1e6:.1f} MB"
+    con.print(
+        f"The paper's release (commit {str(doc.get('commit', ''))[:12]}, {how}): {doc.get('files')} files, "
+        f"{doc.get('size', 0) / 1e6:.1f} MB; datasets {', '.join(doc.get('datasets', []))}",
+        soft_wrap=True,
+    )
+    con.print(str(doc.get("path", "")), soft_wrap=True, highlight=False)
+    for note in doc.get("notes", []):
+        con.print(Text(f"note: {note}", style="dim"), soft_wrap=True)
+
+
 def info(message: str) -> None:
     Console(stderr=True, highlight=False).print(Text(message, style="dim"), soft_wrap=True)
 
@@ -434,16 +466,20 @@ def info(message: str) -> None:
 
 def render_models(con: Console, rows: Sequence[Mapping[str, Any]], pairs: Sequence[Mapping[str, Any]]) -> None:
     t = Table(title="models.toml", box=box.SIMPLE_HEAVY)
-    for col in ("name", "role", "family", "present", "size", "sha256", "license", "source"):
+    for col in ("name", "role", "family", "present", "pulled", "locked", "size", "sha256", "license", "source"):
         t.add_column(col, overflow="fold")
+    locked_cell = {"ok": "[green]ok[/green]", "mismatch": "[red]mismatch[/red]", "missing": "[red]missing[/red]"}
     for r in rows:
         present = "[green]yes[/green]" if r["present"] else "[red]no[/red]"
         size = f"{r['size'] / 1e6:.0f} MB" if r.get("size") else ""
+        pulled = r.get("pulled") or {}
         t.add_row(
             r["name"],
             r["role"],
             r.get("family", ""),
             present,
+            str(pulled.get("at", ""))[:10] if pulled else ("no" if r.get("repo") else ""),
+            locked_cell.get(str(r.get("locked")), ""),
             size,
             (r.get("sha256") or "")[:12],
             r.get("license", ""),
@@ -456,7 +492,7 @@ def render_models(con: Console, rows: Sequence[Mapping[str, Any]], pairs: Sequen
     for r in pairs:
         p.add_row(r["name"], r["base"], r["chat"], r.get("note", ""))
     con.print(p)
-    missing = [r for r in rows if not r["present"] and r.get("hint")]
+    missing = [r for r in rows if (not r["present"] or r.get("locked") == "mismatch") and r.get("hint")]
     for r in missing:
         con.print(Text(f"{r['name']}: {r['hint']}", style="dim"))
 
@@ -497,6 +533,7 @@ def render_stance(con: Console, table: Mapping[str, Mapping[str, Any]], title: s
     if Measurement.get(con, con.options.update_width(10_000), t).maximum > con.width:
         t = _stance_table(table, title, with_ci=False)
     con.print(t)
+    _print_dropped(con, stance_dropped_lines(table))
     con.print(
         Text(
             "Shares of labelled responses; both = Overton pluralism; yes & no prompts = share of prompts whose "
@@ -684,9 +721,11 @@ def _est_cell(e: Any, digits: int = 3) -> str:
 
 
 def render_explain(con: Console, ex: Mapping[str, Any]) -> None:
-    """Quality control, information aggregation and stance beside the raw diversity (method.md §6)."""
+    """Quality control, information aggregation and stance beside the raw diversity (docs/method.md §7)."""
     base, aligned = ex.get("base", "base"), ex.get("aligned", "aligned")
     con.rule(f"[bold]Explaining the drop[/bold] — {short_label(str(base))} → {short_label(str(aligned))}")
+    if ex.get("judge_agreement"):  # how far the judge's figures below can be trusted, before them
+        con.print(Text(str(ex["judge_agreement"]), style="yellow"))
     raw = ex.get("raw_diversity", {})
     t = Table(title="raw diversity", box=box.SIMPLE_HEAVY)
     for col in ("measure", "base", "aligned", "drop"):
@@ -785,5 +824,111 @@ def render_explain(con: Console, ex: Mapping[str, Any]) -> None:
         )
     if ex.get("explanation"):
         con.print(Text("In one sentence: " + ex["explanation"], style="bold"))
+    dropped = explain_dropped_line(ex)
+    if dropped:
+        _print_dropped(con, [dropped])
     for note in ex.get("notes", []):
         con.print(Text(f"note: {note}", style="dim"))
+
+
+# --- models pull --------------------------------------------------------------------------------
+
+
+def render_pull(con: Console, doc: Mapping[str, Any]) -> None:
+    """What `lite-align models pull` fetched: one line per file, then any registry entry to add."""
+    for r in doc.get("pulled", []):
+        how = {"resumed": f"resumed at {r.get('resumed_from', 0) / 1e6:.1f} MB and finished"}.get(
+            r.get("status", ""), str(r.get("status", ""))
+        )
+        con.print(
+            f"[bold]{escape(str(r['name']))}[/bold]: {how} {escape(str(r['file']))} from {escape(str(r['repo']))} "
+            f"at {str(r.get('commit', ''))[:12]} ({r.get('size', 0) / 1e6:.1f} MB, sha256 "
+            f"{str(r.get('sha256', ''))[:12]}…) → {escape(str(r['path']))}",
+            soft_wrap=True,
+        )
+        if r.get("entry") and not r.get("registered"):
+            con.print("registry entry to add (or pull again with --register):")
+            con.print(Text(str(r["entry"]).rstrip("\n")))
+        for note in r.get("notes", []):
+            con.print(Text(f"note: {note}", style="dim"))
+    for note in doc.get("notes", []):
+        con.print(Text(f"note: {note}", style="dim"))
+    if doc.get("pulled"):
+        con.print(Text(f"recorded in {doc.get('lock')}", style="dim"))
+
+
+# --- judge check ----------------------------------------------------------------------------------
+
+
+def _agreement_table(title: str, tasks: Mapping[str, Mapping[str, Any]]) -> Table:
+    t = Table(title=title, box=box.SIMPLE_HEAVY)
+    t.add_column("task", no_wrap=True)
+    for col in ("n", "accuracy", "Cohen's kappa", "reading"):
+        t.add_column(col, justify="right" if col != "reading" else "left", no_wrap=True)
+    for name, r in tasks.items():
+        acc, kap = r.get("accuracy", {}), r.get("kappa", {})
+        t.add_row(
+            name,
+            str(r.get("n", "")),
+            f"{_f(acc.get('mean'), 2)} {_ci(acc.get('ci'), 2)}".strip(),
+            f"{_f(kap.get('mean'), 2)} {_ci(kap.get('ci'), 2)}".strip(),
+            str(r.get("reading", "")),
+        )
+    return t
+
+
+def render_judge_check(con: Console, doc: Mapping[str, Any]) -> None:
+    """`lite-align judge check`: agreement per task, what the judge gave each kind of item, and
+    (--against-release) agreement with the paper's GPT-4 stance labels."""
+    cal = doc.get("calibration") or {}
+    judge = cal.get("judge") or {}
+    info = cal.get("calibration") or {}
+    con.rule(f"[bold]Judge check[/bold] — {escape(str(judge.get('model', '')))}")
+    cached = " (cached)" if cal.get("cached") else ""
+    con.print(
+        Text(
+            f"calibration set v{info.get('version')} ({info.get('n_items')} items, {info.get('source')}); judge sha256 "
+            f"{str(judge.get('sha256', ''))[:12]}{cached}; intervals: 95% bootstrap",
+            style="dim",
+        )
+    )
+    tasks = cal.get("tasks") or {}
+    con.print(_agreement_table("agreement with a careful reader", tasks))
+    for name, r in tasks.items():
+        unparsed = f"; {r['n_unparsed']} replies did not parse (counted wrong)" if r.get("n_unparsed") else ""
+        con.print(Text(f"{name} labels: {r.get('labels', '')}{unparsed}", style="dim"))
+    for name, r in tasks.items():
+        kinds = r.get("by_kind") or {}
+        score = {"quality": "mean helpfulness", "coverage": "mean missing_from_a"}.get(name)
+        parts = []
+        for kind, k in kinds.items():
+            mean = f", {score} {_f(k.get('mean_score'), 1)}" if score else ""
+            parts.append(f"{kind} {k.get('correct')}/{k.get('n')} right{mean}")
+        if parts:
+            con.print(Text(f"{name}: " + "; ".join(parts), style="dim"))
+    rel = doc.get("release")
+    if rel:
+        r = rel.get("release", {})
+        con.print(
+            _agreement_table(
+                f"stance against GPT-4's labels: {r.get('subset')}, {r.get('responses')} answers", rel.get("tasks", {})
+            )
+        )
+        per_set = rel.get("per_set") or {}
+        t = Table(title="shares of labels per released model: this judge / GPT-4", box=box.SIMPLE_HEAVY)
+        t.add_column("", no_wrap=True)
+        for name in per_set:
+            t.add_column(short_label(name, 16), justify="right", no_wrap=True)
+        rows = [("yes", "yes"), ("no", "no"), ("both", "both"), ("other", "other")]
+        rows += [("prompts with yes & no", "prompts_with_yes_and_no"), ("prompts with any both", "prompts_with_both")]
+        for label, key in rows:
+            cells = []
+            for s in per_set.values():
+                sh = s.get("shares", {})
+                cells.append(f"{_f(sh.get('judge', {}).get(key), 2)} / {_f(sh.get('gpt4', {}).get(key), 2)}")
+            t.add_row(label, *cells)
+        t.add_row("kappa with GPT-4", *[_f(s.get("kappa", {}).get("mean"), 2) for s in per_set.values()])
+        con.print(t)
+    for part in (cal, rel):
+        if part and part.get("summary"):
+            con.print(Text(str(part["summary"]), style="bold"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import time
 from collections.abc import Mapping
@@ -16,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .conditions import PRESETS, TEACHER, parse_conditions
+from .conditions import PRESETS, TEACHER, is_greedy, parse_conditions
 from .data import Sample
-from .errors import ConfigError, RunDirError
+from .errors import ConfigError, LiteAlignError, RunDirError
+from .jsonio import loads as json_loads
 from .prompts import load_prompt_set, load_prompt_texts
 from .readers import read_samples
 from .registry import Registry, load_registry, resolve_model_arg
@@ -48,6 +50,88 @@ class RunOptions:
     explain: bool = False  # the judge parts of the explain section (judge-free parts always run)
     judge: str | None = None
     embedder: str | None = None
+    ctx: int | None = None  # every model's context in tokens (prompt + answer); None: sized per phase
+
+
+# Sizes a run may ask for. What lies beyond them cannot fit this kind of machine (or the memory
+# of a plan: every generation is planned before the first one starts), and each refusal says so.
+MAX_SAMPLES = 10_000  # samples per prompt
+MAX_NEW_TOKENS = 131_072  # --max-tokens
+MAX_CTX = 1_048_576  # --ctx, and never above a model's training context
+MAX_K = 64  # in-context examples per prompt
+MAX_GENERATIONS = 1_000_000  # prompts x samples x conditions in one run
+MAX_THREADS = 256  # llama.cpp threads: beyond a few hundred they only contend (and reserve stacks)
+MAX_GPU_LAYERS = 10_000
+MAX_SEED = 2**63 - 1
+
+
+def _in_range(option: str, value: int, low: int, high: int, why: str = "") -> None:
+    """One-line refusal of an integer option outside [low, high].
+
+    >>> _in_range("--samples", 3, 1, 10)
+    >>> _in_range("--samples", 11, 1, 10, "the limit")
+    Traceback (most recent call last):
+    lite_align.errors.ConfigError: --samples must be at most 10 (the limit), got 11
+    """
+    if value < low:
+        raise ConfigError(f"{option} must be at least {low:,}, got {value:,}")
+    if value > high:
+        reason = f" ({why})" if why else ""
+        raise ConfigError(f"{option} must be at most {high:,}{reason}, got {value:,}")
+
+
+def check_options(opts: RunOptions, *, samples: int, max_tokens: int, temperature: float, k: int) -> None:
+    """Every numeric option of a run, before anything is loaded or allocated."""
+    _in_range("--samples", samples, 1, MAX_SAMPLES, "samples per prompt a run can plan")
+    _in_range("--max-tokens", max_tokens, 1, MAX_NEW_TOKENS, "new tokens per answer")
+    _in_range("--k", k, 1, MAX_K, "in-context examples per prompt")
+    _in_range("--seed", opts.seed, 0, MAX_SEED)
+    _in_range("--threads", opts.threads, 1, MAX_THREADS)
+    _in_range("--gpu-layers", opts.gpu_layers, 0, MAX_GPU_LAYERS)
+    if opts.limit is not None:
+        _in_range("--limit", opts.limit, 1, 2**63)
+    if opts.ctx is not None:
+        _in_range("--ctx", opts.ctx, 16, MAX_CTX, "tokens of context")
+        if opts.ctx <= max_tokens:
+            raise ConfigError(
+                f"--ctx {opts.ctx} leaves no room for a prompt beside --max-tokens {max_tokens}; "
+                "give a larger --ctx or a smaller --max-tokens"
+            )
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+        raise ConfigError(f"--temperature must be a finite number >= 0, got {temperature}")
+
+
+def _check_contexts(opts: RunOptions, max_tokens: int, refs: dict[str, ModelRef]) -> None:
+    """--ctx and --max-tokens against each GGUF model's training context (read from its header)."""
+    from .gguf_check import inspect_gguf
+
+    for role, ref in refs.items():
+        if ref.backend != "llama.cpp":
+            continue
+        trained = inspect_gguf(ref.path).context_length
+        if not trained:
+            continue
+        if opts.ctx is not None and opts.ctx > trained:
+            raise ConfigError(
+                f"--ctx {opts.ctx} is above the {role} model {ref.name}'s training context of {trained} tokens; "
+                f"give at most {trained}"
+            )
+        if max_tokens >= trained:
+            raise ConfigError(
+                f"--max-tokens {max_tokens} leaves no room for a prompt in the {role} model {ref.name}'s "
+                f"context of {trained} tokens; give a smaller --max-tokens"
+            )
+
+
+def _check_total(n_prompts: int, samples: int, conditions: tuple[str, ...]) -> None:
+    per_prompt = sum(1 if is_greedy(c) else samples for c in conditions)
+    total = n_prompts * per_prompt
+    if total > MAX_GENERATIONS:
+        raise ConfigError(
+            f"{n_prompts:,} prompts at {per_prompt:,} generations each ({samples:,} samples, {len(conditions)} "
+            f"conditions) make {total:,} generations; one run holds at most {MAX_GENERATIONS:,}: "
+            "lower --samples or --limit, or choose fewer --conditions"
+        )
 
 
 @dataclass(frozen=True)
@@ -96,6 +180,16 @@ def prepare(opts: RunOptions) -> PreparedRun:
     if opts.preset not in PRESETS:
         raise ConfigError(f"--preset: unknown preset '{opts.preset}'; choose one of {', '.join(PRESETS)}")
     preset = PRESETS[opts.preset]
+
+    def pick(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    samples = pick(opts.samples, preset.samples)
+    max_tokens = pick(opts.max_tokens, preset.max_tokens)
+    temperature = pick(opts.temperature, preset.temperature)
+    k = pick(opts.k, preset.k)
+    check_options(opts, samples=samples, max_tokens=max_tokens, temperature=temperature, k=k)
+    conditions = parse_conditions(opts.conditions)
     registry = load_registry(opts.registry)
     pair_note = ""
     if opts.base or opts.chat:
@@ -115,20 +209,9 @@ def prepare(opts: RunOptions) -> PreparedRun:
         pair_note = (
             f"Different families ({base.family} base vs {chat.family} chat): differences mix alignment with family."
         )
-
-    def pick(value: Any, default: Any) -> Any:
-        return default if value is None else value
-
-    samples = pick(opts.samples, preset.samples)
-    max_tokens = pick(opts.max_tokens, preset.max_tokens)
-    temperature = pick(opts.temperature, preset.temperature)
-    k = pick(opts.k, preset.k)
-    for name, value, low in (("--samples", samples, 1), ("--max-tokens", max_tokens, 1), ("--k", k, 1)):
-        if value < low:
-            raise ConfigError(f"{name} must be at least {low}, got {value}")
-    if temperature < 0:
-        raise ConfigError(f"--temperature must be >= 0, got {temperature}")
+    _check_contexts(opts, max_tokens, {"base": base, "chat": chat, "summarizer": summarizer})
     prompt_set = load_prompt_set(opts.prompts, limit=pick(opts.limit, preset.limit))
+    _check_total(len(prompt_set), samples, conditions)
     texts = load_prompt_texts()
     settings = StudySettings(
         preset=opts.preset,
@@ -138,8 +221,9 @@ def prepare(opts: RunOptions) -> PreparedRun:
         repetition_penalty=preset.repetition_penalty,
         seed=opts.seed,
         k=k,
-        conditions=parse_conditions(opts.conditions),
+        conditions=conditions,
         summary_max_tokens=preset.summary_max_tokens,
+        ctx=opts.ctx,
     )
     plan = StudyPlan(settings, prompt_set, texts, base, chat, summarizer)
     models = {"base": _model_record(base), "chat": _model_record(chat)}
@@ -157,6 +241,8 @@ def prepare(opts: RunOptions) -> PreparedRun:
         "k": k,
         "summary_max_tokens": preset.summary_max_tokens,
     }
+    if opts.ctx is not None:  # the context decides which examples fit, so it is part of the run
+        identity["ctx"] = opts.ctx
     if opts.embedder and opts.embedder != registry.default_embedder:
         if opts.embedder not in registry.embedders:
             known = ", ".join(sorted(registry.embedders)) or "none"
@@ -222,7 +308,11 @@ def open_llama(opts: RunOptions) -> Any:
         if ref.backend != "llama.cpp":
             from .backends import open_backend
 
-            return open_backend(ref)
+            backend = open_backend(ref)
+            check = getattr(backend, "check_reachable", None)
+            if check is not None:
+                check()  # nothing listening fails now, not after a minute of retries
+            return backend
         from .engine import LlamaCppGenerator
 
         return LlamaCppGenerator(ref.path, n_ctx=n_ctx, n_threads=opts.threads, n_gpu_layers=opts.gpu_layers)
@@ -282,6 +372,7 @@ def execute(
     if embedder is None:
         embedder = load_embedder(prep.registry, prep.options.embedder)
     with RunStore(prep.out_dir, prep.identity) as store:
+        store.manifest.pop("error", None)  # a rerun resumes: an earlier failure no longer describes it
         store.update_manifest(
             lite_align_version=__version__,
             run_dir=str(prep.out_dir),
@@ -300,49 +391,65 @@ def execute(
             packages=package_versions(),
             status="running",
         )
-        store.write_prompts(plan.prompt_set.texts())
-        study = Study(
-            plan,
-            store,
-            open_generator or open_llama(prep.options),
-            progress,
-            embed_prompts=(lambda texts: embedder.embed(texts)),
-        )
-        study.run()
-        t_gen = time.perf_counter() - t0
-        sets = {s.label: s for s in read_samples(prep.out_dir)}
-        sets = {c: sets[c] for c in plan.settings.conditions if c in sets}
-        t1 = time.perf_counter()
-        prompt_texts = {p.id: p.text for p in plan.prompt_set.prompts}
-        from .analysis import analyse
+        try:
+            store.write_prompts(plan.prompt_set.texts())
+            study = Study(
+                plan,
+                store,
+                open_generator or open_llama(prep.options),
+                progress,
+                embed_prompts=(lambda texts: embedder.embed(texts)),
+            )
+            study.run()
+            t_gen = time.perf_counter() - t0
+            sets = {s.label: s for s in read_samples(prep.out_dir)}
+            sets = {c: sets[c] for c in plan.settings.conditions if c in sets}
+            t1 = time.perf_counter()
+            prompt_texts = {p.id: p.text for p in plan.prompt_set.prompts}
+            from .analysis import analyse
 
-        results = analyse(sets, embedder=embedder, prompts=prompt_texts)
-        if "base" in sets and TEACHER in sets:
-            t2 = time.perf_counter()
-            results["explain"] = explain_run(prep, sets["base"], sets[TEACHER], embedder, prompt_texts)
-            explain_s = time.perf_counter() - t2
-        summary = study.summary()
-        timings = {
-            **summary["timings"],
-            "generation_s": round(t_gen, 3),
-            "analysis_s": round(time.perf_counter() - t1, 3),
-            **({"explain_s": round(explain_s, 3)} if "explain" in results else {}),
-            "total_s": round(time.perf_counter() - t0, 3),
-        }
-        store.update_manifest(
-            timings=timings,
-            engine_timings=summary["engine_timings"],
-            generated_now=summary["generated_now"],
-            skipped=summary["skipped"],
-            dropped_examples=summary["dropped_examples"],
-            peak_rss_mb=round(peak_rss_mb(), 1),
-            peak_rss_mb_by_phase={**summary["peak_rss_mb_by_phase"], "after_analysis": round(peak_rss_mb(), 1)},
-            status="complete",
-            resumed=store.resumed,
-            repaired_lines=store.repaired,
-        )
-        store.write_results(results)
+            results = analyse(sets, embedder=embedder, prompts=prompt_texts)
+            if "base" in sets and TEACHER in sets:
+                t2 = time.perf_counter()
+                results["explain"] = explain_run(prep, sets["base"], sets[TEACHER], embedder, prompt_texts)
+                explain_s = time.perf_counter() - t2
+            summary = study.summary()
+            timings = {
+                **summary["timings"],
+                "generation_s": round(t_gen, 3),
+                "analysis_s": round(time.perf_counter() - t1, 3),
+                **({"explain_s": round(explain_s, 3)} if "explain" in results else {}),
+                "total_s": round(time.perf_counter() - t0, 3),
+            }
+            store.write_results(results)  # before "complete": a complete run always has its results
+            store.update_manifest(
+                timings=timings,
+                engine_timings=summary["engine_timings"],
+                generated_now=summary["generated_now"],
+                skipped=summary["skipped"],
+                dropped_examples=summary["dropped_examples"],
+                peak_rss_mb=round(peak_rss_mb(), 1),
+                peak_rss_mb_by_phase={**summary["peak_rss_mb_by_phase"], "after_analysis": round(peak_rss_mb(), 1)},
+                status="complete",
+                resumed=store.resumed,
+                repaired_lines=store.repaired,
+            )
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM (errors.Terminated)
+            _mark_stopped(store, "interrupted")
+            raise
+        except Exception as exc:
+            _mark_stopped(store, "failed", error=str(exc))
+            raise
         return dict(store.manifest), results
+
+
+def _mark_stopped(store: RunStore, status: str, **fields: Any) -> None:
+    """Record why a run stopped, so its manifest never says "running" for a run that is not;
+    a manifest that cannot be written (a full disk) must not hide the error that stopped the run."""
+    try:
+        store.update_manifest(status=status, **fields)
+    except (OSError, LiteAlignError):
+        pass
 
 
 class _StoreView(RunStore):
@@ -376,7 +483,7 @@ class _StoreView(RunStore):
             if not line.strip():
                 continue
             try:
-                out.append(Sample(**json.loads(line)))
+                out.append(Sample(**json_loads(line)))
             except (ValueError, TypeError):
                 if i == last:  # a torn append that opening the store will cut off
                     break
@@ -503,7 +610,9 @@ def explain_run(prep: PreparedRun, base: Any, chat: Any, embedder: Any, prompts:
             prep.options.judge or prep.plan.chat.path, prep.options.registry, threads=prep.options.threads
         )
     try:
-        return explain(base, chat, embedder=embedder, judge=judge, prompts=prompts)
+        from .judge_check import with_agreement
+
+        return with_agreement(explain(base, chat, embedder=embedder, judge=judge, prompts=prompts), judge)
     finally:
         if judge is not None:
             judge.generator.close()

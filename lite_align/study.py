@@ -1,6 +1,6 @@
 """The study: which conditions run, in which order, from prompts to samples in the store.
 
-Order of work (method.md §4, issue 4): the teacher's samples first (they are the in-context
+Order of work (docs/method.md §4, issue 4): the teacher's samples first (they are the in-context
 examples and the reference), the teacher's answers to the static example queries, then the
 summaries (of those answers and of every prompt's teacher sample 0), then every base-model
 condition in one batched pass. Everything is appended to the run store as it finishes, so a
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from . import prompts as fmt
 from .conditions import GREEDY_SUFFIX, TEACHER, is_greedy, is_teacher, sampled_twin
@@ -77,6 +77,7 @@ class StudySettings:
     k: int
     conditions: tuple[str, ...]
     summary_max_tokens: int = 128
+    ctx: int | None = None  # every model's context (prompt + answer, tokens); None: sized to the prompts
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,39 @@ def derive_seed(run_seed: int, *parts: object) -> int:
     """
     key = ":".join(str(p) for p in (run_seed, *parts)).encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") & 0x7FFFFFFF
+
+
+PREFLIGHT = "preflight"
+PREFLIGHT_TOKENS = 16
+
+
+class RequestKey(NamedTuple):
+    """The key of a request the study sends: the file its samples go to, the prompt, the sample
+    indices still missing, the condition and the model's name. Its repr is what a user reads when
+    the engine refuses a request ("request (icl-knn, prompt 3): ...")."""
+
+    path: str
+    prompt_id: int
+    indices: tuple[int, ...]
+    condition: str
+    model: str
+
+    def __repr__(self) -> str:
+        return f"({self.condition}, prompt {self.prompt_id})"
+
+
+class PreflightKey(tuple[str]):
+    """The sampling preflight's key, ``("preflight",)``, which reads as words in an error message."""
+
+    prompt_id: int
+
+    def __new__(cls, prompt_id: int) -> PreflightKey:
+        key = super().__new__(cls, (PREFLIGHT,))
+        key.prompt_id = prompt_id
+        return key
+
+    def __repr__(self) -> str:
+        return f"(the sampling preflight, prompt {self.prompt_id})"
 
 
 # per prompt id: the in-context examples, the query and the summary hint (None: the condition has none)
@@ -290,7 +324,7 @@ class Study:
                 )
                 continue
             seeds = [derive_seed(self.s.seed, *([seed_tag] if seed_tag else []), pid, j) for j in idx]
-            key = (str(path), pid, tuple(idx), condition, model)
+            key = RequestKey(str(path), pid, tuple(idx), condition, model)
             text = prompts[pid]
             reqs.append(_request(key, text, seeds, params, prefix if text.startswith(prefix) else ""))
         return reqs
@@ -316,7 +350,7 @@ class Study:
         n_ctx = context_for(self._longest_query() + CHAT_TEMPLATE_CHARS, s.max_tokens)
         if needs_summary and plan.summarizer.path == plan.chat.path:  # the teacher summarises too
             n_ctx = max(n_ctx, self._summary_context())
-        gen = self.open_generator(plan.chat, n_ctx=n_ctx)
+        gen = self.open_generator(plan.chat, n_ctx=s.ctx or n_ctx)
         try:
 
             def chat_prompt(text: str) -> str:
@@ -324,7 +358,7 @@ class Study:
 
             queries = [*plan.prompt_set.texts(), *plan.texts.static_queries]
             gen = self._sized(plan.chat, gen, [chat_prompt(q) for q in queries], s.max_tokens)
-            reqs = self._teacher_requests(conds, chat_prompt, self._fits(gen, s.max_tokens))
+            reqs = self._teacher_requests(conds, chat_prompt, self._fits(gen, s.max_tokens, s.ctx))
             self._run(gen, Path(), TEACHER, chat_name, reqs, f"teacher {chat_name}")
             self.engine_timings[f"teacher:{chat_name}"] = dict(gen.timings)
         finally:
@@ -398,7 +432,7 @@ class Study:
 
     def _summary_phase(self, teacher_gen: Generator | None) -> None:
         plan, s = self.plan, self.s
-        gen = teacher_gen or self.open_generator(plan.summarizer, n_ctx=self._summary_context())
+        gen = teacher_gen or self.open_generator(plan.summarizer, n_ctx=self.s.ctx or self._summary_context())
         try:
             tmpl = plan.texts.summarize
 
@@ -410,7 +444,7 @@ class Study:
             texts = [req_text(queries[pid], a) for pid, a in teacher0.items()]
             texts += [req_text(plan.texts.static_queries[k], a) for k, a in statics.items()]
             gen = self._sized(plan.summarizer, gen, texts, s.summary_max_tokens)
-            fits = self._fits(gen, s.summary_max_tokens)
+            fits = self._fits(gen, s.summary_max_tokens, s.ctx)
             reqs = self._summary_requests(req_text, fits, teacher0, statics)
             self._run(gen, Path(), "summary", plan.summarizer.name, reqs, f"summaries {plan.summarizer.name}")
             self.engine_timings[f"summarizer:{plan.summarizer.name}"] = dict(gen.timings)
@@ -547,9 +581,10 @@ class Study:
     def _sized(self, ref: ModelRef, gen: Generator, texts: Sequence[str], budget: int) -> Generator:
         """``gen``, or ``gen`` reopened with a larger context when the character estimate was short
         for the prompts' real token counts (a byte-level tokenizer, say), up to the model's
-        training context; prompts still too long are fitted or skipped by ``_fits``."""
+        training context; prompts still too long are fitted or skipped by ``_fits``. A context the
+        user set (``--ctx``) is kept as it is."""
         limit = getattr(gen, "max_positions", None)
-        if not limit or not texts:
+        if not limit or not texts or self.s.ctx:
             return gen
         need = max(len(gen.tokenize(t)) for t in set(texts)) + budget
         train = getattr(gen, "n_ctx_train", 0)
@@ -561,12 +596,15 @@ class Study:
         return self.open_generator(ref, n_ctx=-(-need // 256) * 256)
 
     @staticmethod
-    def _fits(gen: Generator, budget: int) -> Callable[[str], bool] | None:
-        """A context check for ``gen``: prompt tokens + the answer budget within its context
-        (None for generators that do not say their context, such as servers)."""
+    def _fits(gen: Generator, budget: int, ctx: int | None = None) -> Callable[[str], bool] | None:
+        """A context check for ``gen``: prompt tokens + the answer budget within its context, or
+        within ``ctx`` (--ctx) when that is smaller (llama.cpp pads contexts to 256 cells); None
+        for generators that do not say their context, such as servers."""
         limit = getattr(gen, "max_positions", None)
         if not limit:
             return None
+        if ctx:
+            limit = min(limit, ctx)
 
         def fits(text: str) -> bool:
             return len(gen.tokenize(text)) + budget <= limit
@@ -579,11 +617,11 @@ class Study:
         # prompt) and the teacher's texts read once per sampled condition
         inputs = {kind: self.base_inputs(kind) for kind in dict.fromkeys(sampled_twin(c) for c in conds)}
         full = [self.render_base(kind, *i) for kind, by_id in inputs.items() for i in by_id.values()]
-        gen = self.open_generator(plan.base, n_ctx=context_for(max(map(len, full)), s.max_tokens))
+        gen = self.open_generator(plan.base, n_ctx=s.ctx or context_for(max(map(len, full)), s.max_tokens))
         try:
             gen = self._sized(plan.base, gen, full, s.max_tokens)
             self._preflight(gen)
-            reqs = self._base_requests(conds, self._fits(gen, s.max_tokens), inputs)
+            reqs = self._base_requests(conds, self._fits(gen, s.max_tokens, s.ctx), inputs)
             self._run(gen, Path(), "base", plan.base.name, reqs, f"base {plan.base.name}")
             self.engine_timings[f"base:{plan.base.name}"] = dict(gen.timings)
         finally:
@@ -618,14 +656,23 @@ class Study:
 
     def _preflight(self, gen: Generator) -> None:
         """A few short samples at the run's temperature: identical samples mean a broken sampler
-        or seed, which would fake a diversity loss. Nothing is stored."""
+        or seed, which would fake a diversity loss. Nothing is stored. It asks the first prompt
+        whose zero-shot form fits the context with its 16 tokens; with none, it is left out (every
+        base prompt is then skipped, and recorded as such)."""
         s = self.s
         if s.temperature <= 0 or s.samples < 2:
             return
-        first = self.plan.prompt_set.prompts[0]
-        params = _params(s.temperature, s, 16, (fmt.FENCE,))
+        fits = self._fits(gen, PREFLIGHT_TOKENS, s.ctx)
+        first = next(
+            (p for p in self.plan.prompt_set.prompts if fits is None or fits(fmt.zero_shot(p.text))),
+            None,
+        )
+        if first is None:
+            return
+        params = _params(s.temperature, s, PREFLIGHT_TOKENS, (fmt.FENCE,))
         seeds = [derive_seed(s.seed, "preflight", j) for j in range(4)]
-        texts = [r.text for r in gen.generate([_request(("preflight",), fmt.zero_shot(first.text), seeds, params)])]
+        key = PreflightKey(first.id)
+        texts = [r.text for r in gen.generate([_request(key, fmt.zero_shot(first.text), seeds, params)])]
         if len(texts) == 4 and len(set(texts)) == 1:
             raise GenerationError(
                 f"sampling preflight: 4 samples at temperature {s.temperature} with different seeds gave the same "

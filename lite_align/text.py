@@ -402,7 +402,7 @@ def clear_caches() -> None:
 
 
 def analyse(text: str, *, stem: bool = False, ngram: int = 1) -> tuple[frozenset[str], int]:
-    """The word bag and the length of ``text`` from one tokenization (method.md section 5).
+    """The word bag and the length of ``text`` from one tokenization (docs/method.md §5).
 
     The bag: tokens that are not ASCII punctuation only and not stop words (case-sensitive, so
     "The" stays), optionally Porter-stemmed, as n-grams of that filtered sequence joined by a space.

@@ -1,49 +1,51 @@
-"""Where the tests find the paper's released outputs, and REFERENCE.md's tables.
+"""Where the tests find the paper's released outputs, and the reference figures they reproduce.
 
-The release is shared data (real outputs of real models): ``$LITE_ALIGN_PAPER_RELEASE``, else
-``shared/data/paper-release`` beside the repository (``../shared``), else ``/work/shared``. When it
-is missing, the tests that need it fail with a message saying so; they never skip.
+The release is read where lite_align itself reads it (``lite_align.release.release_root``):
+``$LITE_ALIGN_PAPER_RELEASE``, else the folder ``lite-align release fetch`` fills. Where neither
+holds it, the tests that need it skip with the reason and the fix (``tests/needs.py``); CI points
+LITE_ALIGN_PAPER_RELEASE at its copy and makes such a skip a failure.
+
+The reference figures (``tests/data/paper_reference.json``) are test data: the values the paper's
+released ConflictingQA outputs give under docs/method.md's definitions, and the sha256 of every
+released file the tests read.
 """
 
 from __future__ import annotations
 
-import os
+import json
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-_BESIDE_REPO = Path(__file__).resolve().parents[2] / "shared" / "data" / "paper-release"
-_CANDIDATES = (_BESIDE_REPO, Path("/work/shared/data/paper-release"))
+from needs import unavailable
+
+from lite_align.release import DIR_ENV, release_root
+
+REFERENCE = Path(__file__).parent / "data" / "paper_reference.json"
 
 
-@cache
 def release_dir() -> Path:
-    """The folder holding REFERENCE.md and ConflictingQA/."""
-    env = os.environ.get("LITE_ALIGN_PAPER_RELEASE")
-    candidates = (Path(env),) if env else _CANDIDATES
-    for root in candidates:
-        if (root / "REFERENCE.md").is_file():
-            return root
-    raise AssertionError(
-        f"the paper's release is not at {', '.join(map(str, candidates))}; set LITE_ALIGN_PAPER_RELEASE"
-    )
+    """The folder holding ConflictingQA/ (skips the calling test when there is none)."""
+    root = release_root()
+    if not (root / "ConflictingQA" / "outputs").is_dir():
+        unavailable(
+            f"the paper's release is not in {root}",
+            f"run `.venv/bin/lite-align release fetch` (about 200 MB) or set {DIR_ENV} to a copy of it",
+        )
+    return root
 
 
 def conflictingqa() -> Path:
     return release_dir() / "ConflictingQA"
 
 
-def reference_tables(heading: str) -> list[list[dict[str, str]]]:
-    """The markdown tables under the REFERENCE.md section whose heading starts with ``heading``."""
-    text = (release_dir() / "REFERENCE.md").read_text(encoding="utf-8")
-    section = next(s for s in text.split("\n## ") if s.startswith(heading))
-    tables: list[list[str]] = [[]]
-    for line in section.splitlines():
-        if line.startswith("|"):
-            tables[-1].append(line)
-        elif tables[-1]:
-            tables.append([])
+@cache
+def reference() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    return doc
 
-    def cells(line: str) -> list[str]:
-        return [c.strip() for c in line.strip().strip("|").split("|")]
 
-    return [[dict(zip(cells(t[0]), cells(row), strict=True)) for row in t[2:]] for t in tables if t]
+def reference_rows(table: str) -> list[dict[str, Any]]:
+    """One of the reference tables: within_prompt, cross_sampled, cross_greedy, stance."""
+    rows: list[dict[str, Any]] = reference()[table]
+    return rows

@@ -24,9 +24,6 @@ from lite_align.bundle import (
     verify_bundle,
 )
 
-# the paper's release, as tests/test_paper_release.py finds it (missing: these tests fail, never skip)
-RELEASE = conflictingqa()
-
 
 @pytest.fixture(scope="module")
 def tiny_run_dir(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -238,11 +235,11 @@ def small_release(tmp_path: Path) -> Path:
     root = tmp_path / "CQA"
     for name in ("gpt-3.5-turbo", "llama-2-base"):
         (root / "outputs" / name).mkdir(parents=True)
-        lines = (RELEASE / "outputs" / name / "samples.jsonl").read_text(encoding="utf-8").splitlines(True)[:30]
+        lines = (conflictingqa() / "outputs" / name / "samples.jsonl").read_text(encoding="utf-8").splitlines(True)[:30]
         (root / "outputs" / name / "samples.jsonl").write_text("".join(lines), encoding="utf-8")
-        shutil.copy(RELEASE / "outputs" / name / "args.json", root / "outputs" / name / "args.json")
+        shutil.copy(conflictingqa() / "outputs" / name / "args.json", root / "outputs" / name / "args.json")
     (root / "instances").mkdir()
-    lines = (RELEASE / "instances" / "data.jsonl").read_text(encoding="utf-8").splitlines(True)[:30]
+    lines = (conflictingqa() / "instances" / "data.jsonl").read_text(encoding="utf-8").splitlines(True)[:30]
     (root / "instances" / "data.jsonl").write_text("".join(lines), encoding="utf-8")
     return root
 

@@ -156,17 +156,23 @@ def test_changed_setting_on_existing_run_is_refused(
 
 
 def _interrupt_and_resume(sig: int, base: Path, chat: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """Run, and signal the run while its generation is held (tests/hold_generation) after three base
+    samples are on disk: the signal lands mid-generation, never after the run has finished."""
     args = tiny_args(
         base, chat, out, "--limit", "6", "--samples", "4", "--max-tokens", "48", "--conditions", "base,icl-static"
     )
-    proc = subprocess.Popen([*CLI, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    samples = out / "samples" / "base.jsonl"
+    ready = out.parent / f"{out.name}.held"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parent / "hold_generation"),
+        "LITE_ALIGN_TEST_HOLD_FILE": str(out / "samples" / "base.jsonl"),
+        "LITE_ALIGN_TEST_HOLD_READY": str(ready),
+    }
+    proc = subprocess.Popen([*CLI, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if samples.exists() and len(samples.read_bytes().splitlines()) >= 3:
-            break
+    while time.time() < deadline and proc.poll() is None and not ready.exists():
         time.sleep(0.01)
-    assert proc.poll() is None, "the run finished before it could be interrupted; give it more work"
+    assert ready.exists() and proc.poll() is None, f"the run did not hold (exit {proc.poll()})"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     return subprocess.CompletedProcess(args, proc.returncode, "", err)

@@ -1,6 +1,7 @@
-"""lite_align.metrics.cross: hand cases with a fake similarity, then REFERENCE.md's two cross tables.
+"""lite_align.metrics.cross: hand cases with a fake similarity, then the two reference cross tables
+(tests/data/paper_reference.json) from the paper's released outputs.
 
-Tolerances: each Jaccard (cross, baseline) within ±0.005, as REFERENCE.md states. The ratio's
+Tolerances: each Jaccard (cross, baseline) within ±0.005, as the reference states. The ratio's
 tolerance is derived from that: with cross c and baseline b each off by at most t, c/b is off by at
 most max |(c ± t)/(b ∓ t) - c/b| ≈ t (1 + c/b) / b, i.e. 0.012 to 0.024 here (b ≈ 0.42). We assert
 that derived bound and also the lead's stricter ±0.005.
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from release import reference_tables, release_dir
+from release import conflictingqa, reference_rows
 
 from lite_align.data import SampleSet
 from lite_align.metrics.cross import CrossResult, JaccardSimilarity, Similarity, cross_similarity
@@ -110,10 +111,10 @@ def test_jaccard_similarity_pairs() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# REFERENCE.md's cross tables (reference = gpt-3.5-turbo, word-bag Jaccard)
+# the reference cross tables (reference = gpt-3.5-turbo, word-bag Jaccard)
 
 
-SAMPLED, GREEDY = reference_tables("Cross-model similarity")
+SAMPLED, GREEDY = reference_rows("cross_sampled"), reference_rows("cross_greedy")
 
 
 def derived_ratio_tol(cross: float, baseline: float, t: float = JACCARD_TOL) -> float:
@@ -121,8 +122,8 @@ def derived_ratio_tol(cross: float, baseline: float, t: float = JACCARD_TOL) -> 
     return max(abs((cross + dc) / (baseline + db) - ratio) for dc in (t, -t) for db in (t, -t))
 
 
-def check(got: CrossResult, row: dict[str, str]) -> None:
-    cross, baseline, ratio = float(row["cross"]), float(row["baseline"]), float(row["ratio"])
+def check(got: CrossResult, row: dict[str, float]) -> None:
+    cross, baseline, ratio = row["cross"], row["baseline"], row["ratio"]
     assert got.n_prompts == 434
     assert got.cross.mean == pytest.approx(cross, abs=JACCARD_TOL)
     assert got.baseline.mean == pytest.approx(baseline, abs=JACCARD_TOL)
@@ -136,19 +137,18 @@ def test_tables_have_the_expected_rows() -> None:
     assert derived_ratio_tol(0.4187, 0.4187) == pytest.approx(0.024, abs=0.001)
 
 
-@pytest.mark.parametrize("row", SAMPLED, ids=[r["candidate"].split()[0] for r in SAMPLED])
-def test_sampled_cross_table(row: dict[str, str]) -> None:
-    root = release_dir() / "ConflictingQA" / "outputs"
+@pytest.mark.parametrize("row", SAMPLED, ids=[r["set"] for r in SAMPLED])
+def test_sampled_cross_table(row: dict[str, float]) -> None:
+    root = conflictingqa() / "outputs"
     [ref] = read_samples(root / "gpt-3.5-turbo")
-    name = row["candidate"].split()[0]  # "gpt-3.5-turbo (itself; ...)" -> "gpt-3.5-turbo"
-    [cand] = read_samples(root / name)
+    [cand] = read_samples(root / str(row["set"]))  # gpt-3.5-turbo itself: the pair s0-s0 is left out
     check(cross_similarity(ref, cand, JaccardSimilarity()), row)
 
 
-@pytest.mark.parametrize("row", GREEDY, ids=[r["candidate (greedy)"] for r in GREEDY])
-def test_greedy_cross_table(row: dict[str, str]) -> None:
-    root = release_dir() / "ConflictingQA"
+@pytest.mark.parametrize("row", GREEDY, ids=[r["set"] for r in GREEDY])
+def test_greedy_cross_table(row: dict[str, float]) -> None:
+    root = conflictingqa()
     [sampled_ref] = read_samples(root / "outputs" / "gpt-3.5-turbo")
     [greedy_ref] = read_samples(root / "outputs-temp0" / "gpt-3.5-turbo")
-    [cand] = read_samples(root / "outputs-temp0" / row["candidate (greedy)"])
+    [cand] = read_samples(root / "outputs-temp0" / str(row["set"]))
     check(cross_similarity(greedy_ref, cand, JaccardSimilarity(), baseline=sampled_ref), row)

@@ -24,7 +24,6 @@ from lite_align.metrics.embedding import (
     mean_pairwise_cosine_distance,
 )
 
-PAPER = conflictingqa()
 DIM = 8
 
 
@@ -177,7 +176,7 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> OnnxEmbedder:
 
 def paper_samples(model: str, n_prompts: int) -> SampleSet:
     by_prompt: dict[int, tuple[str, ...]] = {}
-    with (PAPER / "outputs" / model / "samples.jsonl").open(encoding="utf-8") as f:
+    with (conflictingqa() / "outputs" / model / "samples.jsonl").open(encoding="utf-8") as f:
         for pid, line in zip(range(n_prompts), f, strict=False):
             row = json.loads(line)
             texts = [o["message"]["content"] if "message" in o else o["generated_text"] for o in row["outputs"]]

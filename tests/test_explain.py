@@ -19,14 +19,13 @@ from lite_align.judge import Judge
 from lite_align.paths import PACKAGE_DIR
 from lite_align.readers import read_instances, read_samples
 
-RELEASE = conflictingqa()
 PROMPTS = PACKAGE_DIR.parent / "prompts" / "judge"
 
 
 def release() -> tuple[SampleSet, SampleSet, dict[int, str]]:
-    base = read_samples(RELEASE / "outputs" / "llama-2-base")[0]
-    aligned = read_samples(RELEASE / "outputs" / "gpt-3.5-turbo")[0]
-    prompts = {p.id: p.text for p in read_instances(RELEASE / "instances" / "data.jsonl").prompts}
+    base = read_samples(conflictingqa() / "outputs" / "llama-2-base")[0]
+    aligned = read_samples(conflictingqa() / "outputs" / "gpt-3.5-turbo")[0]
+    prompts = {p.id: p.text for p in read_instances(conflictingqa() / "instances" / "data.jsonl").prompts}
     return base, aligned, prompts
 
 

@@ -31,8 +31,6 @@ from lite_align.store import RunStore
 from lite_align.study import ModelRef, Study, StudyPlan, StudySettings, settings_dict
 from lite_align.text import word_bag
 
-RELEASE = conflictingqa()
-
 PROMPTS = (
     "Are audiobooks real reading?",
     "Is coffee good for you?",
@@ -228,8 +226,8 @@ def test_marks_are_the_words_shared_with_the_teachers_sample_0() -> None:
 
 
 def test_marks_cover_exactly_the_shared_bag_on_the_papers_outputs() -> None:
-    ref = read_samples(RELEASE / "outputs" / "gpt-3.5-turbo")[0]
-    cand = read_samples(RELEASE / "outputs" / "llama-2-icl-gpt-3.5-rand")[0]
+    ref = read_samples(conflictingqa() / "outputs" / "gpt-3.5-turbo")[0]
+    cand = read_samples(conflictingqa() / "outputs" / "llama-2-icl-gpt-3.5-rand")[0]
     checked = 0
     for pid in range(25):
         ref_bag = word_bag(ref.by_prompt[pid][0])
@@ -243,8 +241,8 @@ def test_marks_cover_exactly_the_shared_bag_on_the_papers_outputs() -> None:
 
 
 def test_browser_data_jaccard_is_the_metrics_jaccard() -> None:
-    ref = read_samples(RELEASE / "outputs" / "gpt-3.5-turbo")[0]
-    base = read_samples(RELEASE / "outputs" / "llama-2-base")[0]
+    ref = read_samples(conflictingqa() / "outputs" / "gpt-3.5-turbo")[0]
+    base = read_samples(conflictingqa() / "outputs" / "llama-2-base")[0]
     small = {n: SampleSet(n, {p: s.by_prompt[p] for p in range(5)}) for n, s in (("ref", ref), ("base", base))}
     data = browser_data(small, {}, "ref")
     for pid in range(5):
@@ -311,8 +309,8 @@ def released_layout(tmp_path: Path, names: tuple[str, ...]) -> Path:
     outputs = tmp_path / "ConflictingQA" / "outputs"
     outputs.mkdir(parents=True)
     for name in names:
-        (outputs / name).symlink_to(RELEASE / "outputs" / name)
-    (tmp_path / "ConflictingQA" / "instances").symlink_to(RELEASE / "instances")
+        (outputs / name).symlink_to(conflictingqa() / "outputs" / name)
+    (tmp_path / "ConflictingQA" / "instances").symlink_to(conflictingqa() / "instances")
     return outputs
 
 
@@ -344,10 +342,10 @@ def test_report_of_released_greedy_outputs_takes_the_sampled_baseline(tmp_path: 
     greedy = tmp_path / "outputs-temp0"
     greedy.mkdir()
     for name in ("gpt-3.5-turbo", "llama-2-base"):
-        (greedy / name).symlink_to(RELEASE / "outputs-temp0" / name)
+        (greedy / name).symlink_to(conflictingqa() / "outputs-temp0" / name)
     inp = load_report_input(greedy, reference="gpt-3.5-turbo")
     assert "recover" not in inp.results and "give --baseline" in inp.manifest["note"]
-    sampled = str(RELEASE / "outputs" / "gpt-3.5-turbo")
+    sampled = str(conflictingqa() / "outputs" / "gpt-3.5-turbo")
     inp = load_report_input(greedy, reference="gpt-3.5-turbo", baseline=sampled)
     # REFERENCE.md, greedy table: llama-2-base cross 0.0354, baseline 0.4187, ratio 0.085
     rec = inp.results["recover"]["llama-2-base"]["jaccard"]

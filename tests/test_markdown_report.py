@@ -190,12 +190,23 @@ def test_released_outputs_header() -> None:
         "reference": "gpt-3.5-turbo",
         "prompts_source": "",
         "sets": {
-            "llama-2-base": {"model": "Llama-2-7b", "n_prompts": 434, "samples": 5, "temperature": 0.5, "n_failed": 2}
+            "llama-2-base": {
+                "model": "Llama-2-7b",
+                "n_prompts": 434,
+                "samples": 5,
+                "temperature": 0.5,
+                "n_failed": 2,
+                "failed_reasons": {"validation error": 2},
+            }
         },
     }
     assert manifest_lines(manifest) == [
         ("source", "/data/outputs"),
-        ("llama-2-base", "Llama-2-7b · 434 prompts · 5 samples each · T=0.5 · 2 failed lines skipped"),
+        (
+            "llama-2-base",
+            "Llama-2-7b · 434 prompts · 5 samples each · T=0.5 · "
+            "2 prompts dropped, an output failed (validation error ×2)",
+        ),
         ("reference", "gpt-3.5-turbo"),
         ("prompts", "not found (give --prompts FILE)"),
     ]

@@ -1,4 +1,4 @@
-"""Prompt sets and the exact prompt formats of method.md §4."""
+"""Prompt sets and the exact prompt formats of docs/method.md §4."""
 
 from __future__ import annotations
 

@@ -164,7 +164,9 @@ def test_malformed_line_in_the_middle_is_an_error_naming_file_and_line(tmp_path:
         (b'{"foo": 1}\n', "neither a paper samples line"),
         (b'{"outputs": [{"generated_text": "ok"}]}\n\xff\xfe\n', ":2: not UTF-8"),
         (b'{"outputs": [{"generated_text": "a"}]}\n\n{"outputs": []}\n', ":2: empty line"),
-        (b'{"outputs": [{"text": "a"}]}\n', "an output has no text"),
+        (b'{"outputs": [{"text": "a"}]}\n', "every prompt failed (1 of 1 lines: no text (generated_text missing)"),
+        (b'{"outputs": ["a"]}\n', ":1: an output is not a JSON object"),
+        (b'{"outputs": [{"generated_text": 5}]}\n', ":1: an output's generated_text is int, not text"),
         (b'{"prompt_id": 0, "text": "a"}\n', "record lacks sample_index, finish_reason"),
     ],
 )

@@ -8,6 +8,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -49,6 +50,11 @@ JSONISH = st.sampled_from(
         b"```",
         b"prompt_id",
         b"text",
+        b"\xef\xbb\xbf",  # a byte-order mark
+        b"\x0b",  # separators str.splitlines would split on
+        b"\x1c",
+        b"\r",
+        b"\\#",
     ]
 )
 USER_BYTES = st.one_of(st.binary(max_size=300), st.lists(JSONISH, max_size=60).map(b"".join))
@@ -73,19 +79,43 @@ def test_samples_reader_returns_sets_or_a_samples_error(data: bytes) -> None:
     assert all(s.n_prompts + s.n_failed >= 0 for s in sets)
 
 
+# a line: None (the request failed), or outputs where None is a failed output recorded in their place
+SERVER_LINES = st.lists(
+    st.one_of(st.none(), st.lists(st.one_of(TEXT, st.none()), min_size=1, max_size=4)), min_size=1, max_size=8
+)
+
+
 @SETTINGS
-@given(st.lists(st.one_of(st.none(), st.lists(TEXT, min_size=1, max_size=4)), min_size=1, max_size=8))
-def test_server_style_round_trip(lines: list[list[str] | None]) -> None:
+@given(SERVER_LINES)
+def test_server_style_round_trip(lines: list[list[str | None] | None]) -> None:
+    failed_output = {"error": "Input validation error: too long", "error_type": "validation"}
     rows = [
-        {"error": "boom"} if texts is None else {"prompt": "q", "outputs": [{"generated_text": t} for t in texts]}
+        {"error": "boom"}
+        if texts is None
+        else {"prompt": "q", "outputs": [failed_output if t is None else {"generated_text": t} for t in texts]}
         for texts in lines
     ]
     path = write("samples.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    failed = [texts is None or None in texts for texts in lines]
+    if all(failed):
+        with pytest.raises(SamplesFileError, match="every prompt failed"):
+            read_samples(path)
+        return
     (got,) = read_samples(path)
-    assert got.n_failed == sum(texts is None for texts in lines)
+    assert got.n_failed == sum(failed)
+    assert got.failed_reasons == {
+        reason: n
+        for reason, n in (
+            ("request failed", sum(texts is None for texts in lines)),
+            ("validation error", sum(texts is not None and None in texts for texts in lines)),
+        )
+        if n
+    }
+    assert sorted(got.by_prompt) == [pid for pid, f in enumerate(failed) if not f]
     for pid, texts in enumerate(lines):
-        if texts is not None:
-            assert got.by_prompt[pid] == tuple(normalise_text(t) for t in texts)
+        if not failed[pid]:
+            assert texts is not None
+            assert got.by_prompt[pid] == tuple(normalise_text(t) for t in texts if t is not None)
 
 
 @SETTINGS
@@ -101,6 +131,10 @@ def test_openai_style_round_trip(lines: list[list[str] | None]) -> None:
         for texts in lines
     ]
     path = write("samples.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    if all(texts is None for texts in lines):
+        with pytest.raises(SamplesFileError, match="every prompt failed"):
+            read_samples(path)
+        return
     (got,) = read_samples(path)
     assert got.n_failed == sum(texts is None for texts in lines)
     assert sorted(got.by_prompt) == [i for i, t in enumerate(lines) if t is not None]
@@ -127,17 +161,19 @@ def test_instance_round_trip(texts: list[str]) -> None:
 @SETTINGS
 @given(USER_BYTES)
 def test_prompt_text_file_reader(data: bytes) -> None:
+    def prompts(text: str) -> list[str]:
+        """The documented rule: a BOM is not text, only "\\n" ends a line, lines are stripped,
+        blank ones and "#" comments skipped, and a leading backslash before "#" or "\\" dropped."""
+        lines = [ln.strip() for ln in text.removeprefix("\ufeff").split("\n")]
+        return [ln[1:] if ln.startswith(("\\#", "\\\\")) else ln for ln in lines if ln and not ln.startswith("#")]
+
     try:
         pset = load_prompt_set(str(write("mine.txt", data)))
     except PromptFileError as exc:
         assert "\n" not in str(exc)
-        text = data.decode("utf-8", errors="replace")
-        assert "not UTF-8" in str(exc) or not [
-            ln for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")
-        ]
+        assert "not UTF-8" in str(exc) or not prompts(data.decode("utf-8", errors="replace"))
         return
-    expected = [s for s in (ln.strip() for ln in data.decode("utf-8").splitlines()) if s and not s.startswith("#")]
-    assert pset.texts() == expected
+    assert pset.texts() == prompts(data.decode("utf-8"))
 
 
 @SETTINGS

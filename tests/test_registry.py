@@ -46,7 +46,10 @@ def test_project_registry_is_valid_and_lists_the_embedded_pair() -> None:
     assert "different families" in pair.note.lower()
     for name in ("gemma-3-270m", "smollm2-135m", "qwen2.5-0.5b", "llama-3.2-1b"):
         assert name in reg.pairs, name
-    assert all(m.license and (m.url or m.package) for m in reg.models.values())
+    assert all(m.license and (m.url or m.package or m.repo) for m in reg.models.values())
+    for name in ("gemma-3-270m", "smollm2-135m", "qwen2.5-0.5b", "llama-3.2-1b"):  # pullable from the hub
+        for member in (reg.pairs[name].base, reg.pairs[name].chat):
+            assert reg.models[member].repo or reg.models[member].package, member
     assert reg.default_embedder in reg.embedders
 
 

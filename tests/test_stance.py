@@ -1,15 +1,16 @@
-"""lite_align.metrics.stance: hand cases, then REFERENCE.md's stance table from the judge's files."""
+"""lite_align.metrics.stance: hand cases, then the reference stance table (tests/data/paper_reference.json)
+from the paper's judge files."""
 
 from __future__ import annotations
 
 import pytest
-from release import release_dir
+from release import conflictingqa, reference_rows
 
 from lite_align.errors import SamplesFileError
 from lite_align.metrics.stance import stance_summary
 from lite_align.readers import read_stance_labels
 
-SHARE_TOL = 0.0005  # REFERENCE.md prints shares to 3 decimals
+SHARE_TOL = 0.0005  # the reference gives shares to 3 decimals
 
 
 def test_stance_summary_by_hand() -> None:
@@ -38,35 +39,24 @@ def test_labels_that_do_not_split_into_prompts_are_an_error() -> None:
     assert "judge.jsonl" in message and "7 labels" in message and "5" in message
 
 
-def stance_table() -> list[dict[str, str]]:
-    text = (release_dir() / "REFERENCE.md").read_text(encoding="utf-8")
-    section = next(s for s in text.split("\n## ") if s.startswith("Stance labels"))
-    lines = [line for line in section.splitlines() if line.startswith("|")]
-
-    def cells(line: str) -> list[str]:
-        return [c.strip() for c in line.strip().strip("|").split("|")]
-
-    return [dict(zip(cells(lines[0]), cells(row), strict=True)) for row in lines[2:]]
+TABLE = reference_rows("stance")
 
 
-TABLE = stance_table()
-
-
-@pytest.mark.parametrize("row", TABLE, ids=[r["outputs judged"] for r in TABLE])
-def test_stance_table_matches_reference(row: dict[str, str]) -> None:
-    path = release_dir() / "ConflictingQA" / "eval-stance" / row["outputs judged"] / "samples.jsonl"
+@pytest.mark.parametrize("row", TABLE, ids=[r["set"] for r in TABLE])
+def test_stance_table_matches_reference(row: dict[str, float]) -> None:
+    path = conflictingqa() / "eval-stance" / str(row["set"]) / "samples.jsonl"
     r = stance_summary(read_stance_labels(path), 5, source=str(path))
-    assert r.n_labelled == int(row["labelled"]) and r.n_unparsed == 0 and r.n_prompts == 434
+    assert r.n_labelled == row["labelled"] and r.n_unparsed == 0 and r.n_prompts == 434 and r.n_failed == 0
     for got, column in [
         (r.yes, "yes"),
         (r.no, "no"),
         (r.both, "both"),
         (r.other, "other"),
-        (r.prompts_with_yes_and_no, "prompts with both a yes and a no"),
-        (r.prompts_with_both, "prompts with any 'both'"),
+        (r.prompts_with_yes_and_no, "prompts_with_yes_and_no"),
+        (r.prompts_with_both, "prompts_with_both"),
     ]:
-        assert got.mean == pytest.approx(float(row[column]), abs=SHARE_TOL), column
+        assert got.mean == pytest.approx(row[column], abs=SHARE_TOL), column
 
 
 def test_the_table_has_both_judged_models() -> None:
-    assert [r["outputs judged"] for r in TABLE] == ["llama-2-base", "gpt-3.5-turbo"]
+    assert [r["set"] for r in TABLE] == ["llama-2-base", "gpt-3.5-turbo"]

@@ -23,8 +23,11 @@ How ``OpenAIGenerator.generate`` talks to the server:
   each sample is yielded as soon as its request returns, so the study stores it at once and a
   crashed run resumes with only the missing samples.
 * **Failures.** Timeouts, refused or dropped connections, 408, 429 and 5xx are retried with
-  exponential backoff and jitter (:class:`RetryPolicy`: attempts and a deadline per call); any
-  other 4xx is a one-line ``GenerationError`` naming the server and the status.
+  exponential backoff and jitter (:class:`RetryPolicy`: attempts and a deadline per call), each
+  wait announced on stderr (at most one line every few seconds); any other 4xx is a one-line
+  ``GenerationError`` naming the server and the status. :meth:`OpenAIGenerator.check_reachable`,
+  called when a run opens the model, fails at once where nothing listens (connection refused) or
+  the host name does not resolve, rather than retrying for a minute.
 
 Left out: streaming, logprobs, several prompts in one completions request, shared-prefix hints
 (servers cache prefixes themselves: vLLM ``--enable-prefix-caching``, llama-server by default).
@@ -39,17 +42,20 @@ import os
 import queue
 import random
 import re
+import socket
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lite_align.engine import GenerationRequest, GenerationResult, SamplingParams
 from lite_align.errors import ConfigError, GenerationError
+from lite_align.jsonio import loads as json_loads
 
 if TYPE_CHECKING:
     from lite_align.study import ModelRef
@@ -59,6 +65,12 @@ DEFAULT_CONCURRENCY = 4
 APPROX_BYTES_PER_TOKEN = 4  # the tokenize fallback when a server has no tokenize endpoint
 OPTIONAL_FIELDS = ("top_k", "min_p", "repeat_penalty", "repetition_penalty", "repeat_last_n", "seed")
 _RETRY_STATUSES = {408, 429}
+NOTICE_EVERY_S = 5.0  # at most one "retrying" line on stderr this often, however many requests wait
+
+
+def _stderr_line(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
 
 
 @dataclass(frozen=True)
@@ -97,7 +109,7 @@ def decode_chat(prompt: str) -> list[dict[str, str]] | None:
     """The messages ``encode_chat`` wrote into ``prompt``, or None for a plain prompt."""
     if not prompt.startswith(CHAT_MARKER):
         return None
-    return list(json.loads(prompt[len(CHAT_MARKER) :]))
+    return list(json_loads(prompt[len(CHAT_MARKER) :]))
 
 
 def split_total(total: int, texts: Sequence[str]) -> list[int]:
@@ -138,7 +150,7 @@ def _error_text(body: bytes) -> str:
     """The server's own words from an error body (OpenAI, FastAPI or plain text), one line."""
     text = body.decode("utf-8", errors="replace")
     try:
-        data = json.loads(text)
+        data = json_loads(text)
     except ValueError:
         data = None
     if isinstance(data, dict):
@@ -152,7 +164,14 @@ def _error_text(body: bytes) -> str:
 class _Client:
     """POSTs JSON to one server; thread-safe; counts requests and retries."""
 
-    def __init__(self, base_url: str, api_key: str, retry: RetryPolicy, seed: int = 0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        retry: RetryPolicy,
+        seed: int = 0,
+        notify: Callable[[str], None] = _stderr_line,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.root = re.sub(r"/v1$", "", self.base_url)  # where /tokenize and /extras live
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -163,6 +182,8 @@ class _Client:
         self.counts = {"requests": 0, "retries": 0, "wait_s": 0.0}
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
+        self._notify = notify
+        self._last_notice = -math.inf
 
     def _count(self, key: str, value: float = 1) -> None:
         with self._lock:
@@ -190,7 +211,7 @@ class _Client:
         finally:
             self._count("wait_s", time.perf_counter() - t0)
         try:
-            out = json.loads(raw)
+            out = json_loads(raw)
         except ValueError:
             raise GenerationError(
                 f"server {url} answered with something that is not JSON ({raw[:60]!r}); check base_url in models.toml"
@@ -232,10 +253,46 @@ class _Client:
                         f"and reachable, then rerun the same command to resume"
                     ) from None
                 self._count("retries")
+                self._announce(
+                    f"server {self.base_url}: {exc}; retrying in {pause:.1f} s "
+                    f"(attempt {failures + 1} of at most {self.retry.attempts})"
+                )
                 if stop is None:
                     time.sleep(pause)
                 elif stop.wait(pause):  # the caller stopped or failed: nobody wants this answer
                     raise GenerationError("generation was cancelled") from None
+
+    def _announce(self, message: str) -> None:
+        """Say on stderr that a call waits to be retried, at most once every NOTICE_EVERY_S seconds."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last_notice < NOTICE_EVERY_S:
+                return
+            self._last_notice = now
+        self._notify(message)
+
+    def check_reachable(self, timeout_s: float = 10.0) -> None:
+        """Raise a one-line GenerationError at once when nothing listens at the server's address
+        (connection refused) or its host name does not resolve; any HTTP answer, even an error
+        status, means it is there. Other failures (a timeout) are left to the retries."""
+        req = urllib.request.Request(self.base_url + "/models", headers=self._headers, method="GET")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ConnectionRefusedError):
+            raise GenerationError(
+                f"server {self.base_url} refused the connection (nothing listens there); start the server, "
+                "or fix base_url in models.toml, then rerun"
+            )
+        if isinstance(reason, socket.gaierror):
+            raise GenerationError(
+                f"server {self.base_url}: its host name does not resolve ({reason.strerror}); "
+                "fix base_url in models.toml"
+            )
 
     @staticmethod
     def _refused_field(exc: _Rejected, sent: Mapping[str, Any]) -> str | None:
@@ -324,6 +381,10 @@ class OpenAIGenerator:
     @property
     def base_url(self) -> str:
         return self._client.base_url
+
+    def check_reachable(self, timeout_s: float = 10.0) -> None:
+        """Fail at once where no server listens (see ``_Client.check_reachable``)."""
+        self._client.check_reachable(timeout_s)
 
     def close(self) -> None:
         """Nothing is held between calls (each request opens its own connection)."""

@@ -1,4 +1,4 @@
-"""Information aggregation (method.md section 6): how much of what a prompt's base answers say
+"""Information aggregation (docs/method.md §7): how much of what a prompt's base answers say
 between them one answer covers, for one aligned answer against one base answer.
 
 Two judge-free measures, per prompt, then the mean over prompts with bootstrap intervals:

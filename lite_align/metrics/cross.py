@@ -1,4 +1,4 @@
-"""Cross-model similarity and the recovery ratio (method.md section 5, "recoverability").
+"""Cross-model similarity and the recovery ratio (docs/method.md §6, "recoverability").
 
 Per prompt the reference answer is the teacher's sample 0:
 

@@ -4,7 +4,7 @@
   its samples' sentence vectors; the mean over prompts with a bootstrap interval. A prompt with
   fewer than two samples has no pair and is left out (its count is ``Estimate.n``'s complement).
 - ``EmbeddingCosine`` ("embedding"): cosine of the two texts' sentence vectors.
-- ``BertScoreF1`` ("bertscore"): BERTScore-style F1 (method.md section 5) by greedy matching of
+- ``BertScoreF1`` ("bertscore"): BERTScore-style F1 (docs/method.md §6) by greedy matching of
   contextual token vectors: P = mean over the first text's tokens of the best cosine to a token of
   the second, R the same the other way, F1 = 2PR / (P + R). No idf weights, no baseline rescaling;
   [CLS] and [SEP] are neither matched nor matched against. The paper used roberta-large layer 17;

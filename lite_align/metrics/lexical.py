@@ -1,4 +1,4 @@
-"""Within-prompt lexical metrics of method.md section 5: word-bag Jaccard, length, length spread,
+"""Within-prompt lexical metrics of docs/method.md §5: word-bag Jaccard, length, length spread,
 distinct prefixes, and the abstain / numbered-list / bullet-list rates.
 
 A model's figure is the mean over prompts (rates: over responses), each with a 95% bootstrap
@@ -116,6 +116,7 @@ class DiversityResult:
     n_responses: int
     prompt_ids: tuple[int, ...] = ()
     per_prompt: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    n_duplicates: int = 0  # repeated records read once (see readers); in to_json only when there are some
 
     METRICS: ClassVar[tuple[str, ...]] = (
         "jaccard_within",
@@ -136,6 +137,8 @@ class DiversityResult:
             out[name] = _number(est.mean)
             ci[name] = [_number(est.lo), _number(est.hi)]
         out.update(n_prompts=self.n_prompts, n_failed=self.n_failed, n_responses=self.n_responses, ci=ci)
+        if self.n_duplicates:
+            out["n_duplicates"] = self.n_duplicates
         return out
 
 
@@ -187,6 +190,7 @@ def diversity(sample_set: SampleSet, *, stem: bool = False, ngram: int = 1) -> D
         n_prompts=len(ids),
         n_failed=sample_set.n_failed,
         n_responses=int(n.sum()),
+        n_duplicates=sample_set.n_duplicates,
         prompt_ids=ids,
         per_prompt={
             "jaccard_within": jac,

@@ -1,4 +1,4 @@
-"""Judge-free quality control (method.md section 6): flag responses no reader would count as an
+"""Judge-free quality control (docs/method.md §7): flag responses no reader would count as an
 answer, and recompute a set's diversity on the responses that pass.
 
 Filters (a response may trip several; it *passes* when it trips none):
