@@ -57,9 +57,10 @@ def similarities(embedder: Any | None) -> list[Any]:
 
     sims: list[Any] = [JaccardSimilarity()]
     if embedder is not None:
-        from .metrics.embedding import BertScoreF1, EmbeddingCosine
+        from .metrics.embedding import BertScoreF1, EmbeddingCosine, EmbeddingPairs
 
-        sims += [EmbeddingCosine(embedder), BertScoreF1(embedder)]
+        shared = EmbeddingPairs(embedder)  # one encoder pass per text for both, each pair scored once
+        sims += [EmbeddingCosine(embedder, scorer=shared), BertScoreF1(embedder, scorer=shared)]
     return sims
 
 
