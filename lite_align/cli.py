@@ -7,7 +7,6 @@ with 130 after the store has flushed every finished sample.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +52,31 @@ EmbedderOpt = Annotated[
     str | None,
     typer.Option("--embedder", help="Sentence embedder from models.toml [embedders] (default: the registry's)."),
 ]
+ThreadsOpt = Annotated[
+    str,
+    typer.Option(
+        help="llama.cpp threads: auto (physical cores, fewer where a short calibration finds them faster) or N."
+    ),
+]
+BatchOpt = Annotated[
+    str,
+    typer.Option(help="Live sequences decoded together: auto (calibrated per model and machine) or N."),
+]
+GpuLayersOpt = Annotated[
+    str,
+    typer.Option(help="Layers offloaded to a GPU build of llama.cpp: auto (all that fit; 0 on a CPU build) or N."),
+]
+MaxMemoryOpt = Annotated[
+    str | None,
+    typer.Option(help="Memory budget that caps the live sequences, e.g. 6G (default: 60% of the available memory)."),
+]
+
+
+def _prepare_threads(threads: str) -> None:
+    """Check --threads and, before llama.cpp loads, keep its worker threads from spinning."""
+    from .tuning import parse_count, prepare_threads
+
+    prepare_threads(parse_count(threads, "--threads"))
 
 
 @app.command()
@@ -78,8 +102,10 @@ def run(
         str | None, typer.Option(help="Comma-separated conditions, e.g. base,chat,icl-knn (default: all).")
     ] = None,
     out: Annotated[str | None, typer.Option(help="Run directory (rerunning on it resumes).")] = None,
-    threads: Annotated[int, typer.Option(help="llama.cpp threads (1 is fastest on 2 vCPUs).")] = 1,
-    gpu_layers: Annotated[int, typer.Option(help="Layers to offload to a GPU build of llama.cpp.")] = 0,
+    threads: ThreadsOpt = "auto",
+    gpu_layers: GpuLayersOpt = "auto",
+    batch: BatchOpt = "auto",
+    max_memory: MaxMemoryOpt = None,
     registry: RegistryOpt = None,
     from_manifest: Annotated[
         str | None,
@@ -98,8 +124,7 @@ def run(
     json_out: JsonOpt = False,
 ) -> None:
     """Generate base and chat samples and report diversity and recoverability."""
-    if threads > 1:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _prepare_threads(threads)
     from .progress import RichProgress
     from .runner import RunOptions, execute, prepare
 
@@ -124,6 +149,8 @@ def run(
         embedder=embedder,
         explain=explain or judge is not None,
         judge=judge,
+        batch=batch,
+        max_memory=max_memory,
     )
     if from_manifest:
         from .runner import check_models_match, options_from_manifest
@@ -131,10 +158,12 @@ def run(
 
         opts = options_from_manifest(from_manifest, out)
     prep = prepare(opts)
+    from . import report
+
+    prep.tuner.say = report.info  # a first calibration on this machine says what it measures
     if from_manifest:
         src = Path(from_manifest)
         check_models_match(prep, read_manifest(src if src.is_dir() else src.parent).get("models", {}))
-    from . import report
     from .runner import load_embedder, plan_run
 
     encoder = load_embedder(prep.registry, prep.options.embedder)
@@ -288,16 +317,52 @@ def explain_cmd(
 def bench(
     model: Annotated[str | None, typer.Option(help="Registry name or .gguf path (default: the embedded base).")] = None,
     registry: RegistryOpt = None,
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="Measure every threads x live sequences cell (and GPU layers with a GPU).")
+    ] = False,
+    threads: Annotated[
+        str, typer.Option(help="llama.cpp threads: auto or N; with --sweep a list, e.g. 1,2,4 (auto: 1 to the cores).")
+    ] = "auto",
+    batch: Annotated[
+        str, typer.Option(help="Live sequences: auto or N; with --sweep a list, e.g. 8,16,40 (auto: 8 to the samples).")
+    ] = "auto",
+    gpu_layers: Annotated[
+        str, typer.Option(help="GPU layers: auto or N; with --sweep a list (auto: 0, and all with a GPU build).")
+    ] = "auto",
+    prompts: Annotated[int, typer.Option(help="Prompts per condition.")] = 8,
+    samples: Annotated[int, typer.Option(help="Samples per prompt.")] = 5,
+    max_tokens: Annotated[int | None, typer.Option(help="Tokens per sample (default 128; with --sweep 96).")] = None,
+    conditions: Annotated[str, typer.Option(help="Comma-separated: icl-static, zero-shot.")] = "icl-static,zero-shot",
+    naive: Annotated[bool, typer.Option(help="Also the naive llama-cpp-python loop (slow).")] = True,
     json_out: JsonOpt = False,
 ) -> None:
     """Sampling speed: a naive llama-cpp-python loop, the engine, and llama.cpp's raw batched decode."""
-    from .commands import bench_model
-
-    result = bench_model(model, registry)
     from . import report
+    from .commands import bench_model, bench_sweep
 
+    conds = tuple(c.strip() for c in conditions.split(",") if c.strip())
+    unknown = [c for c in conds if c not in ("icl-static", "zero-shot")]
+    if unknown or not conds:
+        raise ConfigError(f"--conditions: give icl-static and/or zero-shot, not {conditions!r}")
+    for name, value in (("--prompts", prompts), ("--samples", samples), ("--max-tokens", max_tokens or 1)):
+        if value < 1:
+            raise ConfigError(f"{name} must be at least 1, got {value}")
+    sizes = {"n_prompts": prompts, "n_samples": samples, "conditions": conds, "naive": naive}
+    if sweep:
+        sizes["max_tokens"] = max_tokens or 96
+        result = bench_sweep(
+            model, registry, threads=threads, batch=batch, gpu_layers=gpu_layers, say=report.info, **sizes
+        )
+    else:
+        _prepare_threads(threads)
+        sizes["max_tokens"] = max_tokens or 128
+        result = bench_model(
+            model, registry, threads=threads, batch=batch, gpu_layers=gpu_layers, say=report.info, **sizes
+        )
     if json_out:
         report.print_json(result)
+    elif sweep:
+        report.render_sweep(report.console(), result)
     else:
         report.render_bench(report.console(), result)
 

@@ -42,12 +42,14 @@ class RunOptions:
     k: int | None = None
     conditions: str | None = None
     out: str | None = None
-    threads: int = 1
-    gpu_layers: int = 0
+    threads: int | str = "auto"  # llama.cpp threads: a number, or auto (lite_align.tuning)
+    gpu_layers: int | str = "auto"  # layers offloaded to a GPU build: a number, or auto (all that fit)
     registry: str | None = None
     explain: bool = False  # the judge parts of the explain section (judge-free parts always run)
     judge: str | None = None
     embedder: str | None = None
+    batch: int | str = "auto"  # live sequences decoded together: a number, or auto (lite_align.tuning)
+    max_memory: str | None = None  # memory budget for the live sequences, e.g. "6G" (default: tuning's)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,15 @@ class PreparedRun:
     out_dir: Path
     models: dict[str, dict[str, Any]]
     pair_note: str
+    tuner: Any = None  # tuning.EngineTuner: threads, batch and GPU layers per model file
+
+
+def engine_tuner(opts: RunOptions, say: Any = None) -> Any:
+    """The options' threads, batch, GPU layers and memory budget, checked (a bad value is a
+    one-line ConfigError) and ready to resolve per model (see lite_align.tuning)."""
+    from .tuning import EngineTuner
+
+    return EngineTuner.from_options(opts.threads, opts.batch, opts.gpu_layers, opts.max_memory, say=say)
 
 
 def _model_record(ref: ModelRef) -> dict[str, Any]:
@@ -96,6 +107,7 @@ def prepare(opts: RunOptions) -> PreparedRun:
     if opts.preset not in PRESETS:
         raise ConfigError(f"--preset: unknown preset '{opts.preset}'; choose one of {', '.join(PRESETS)}")
     preset = PRESETS[opts.preset]
+    tuner = engine_tuner(opts)
     registry = load_registry(opts.registry)
     pair_note = ""
     if opts.base or opts.chat:
@@ -169,7 +181,7 @@ def prepare(opts: RunOptions) -> PreparedRun:
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
         label = pair_name or f"{base.name}__{chat.name}"
         out_dir = Path("runs") / f"{label}-{opts.preset}-{digest}"
-    return PreparedRun(opts, registry, plan, identity, out_dir, models, pair_note)
+    return PreparedRun(opts, registry, plan, identity, out_dir, models, pair_note, tuner)
 
 
 def options_from_manifest(path: str | Path, out: str | None = None) -> RunOptions:
@@ -216,18 +228,33 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def open_llama(opts: RunOptions) -> Any:
+def open_llama(opts: RunOptions, tuner: Any = None) -> Any:
+    """The study's model opener: llama.cpp models with the tuner's threads, live sequences and GPU
+    layers (calibrated once per model and machine where auto), server models through their backend."""
+    tuner = tuner if tuner is not None else engine_tuner(opts)
+
     def opener(ref: ModelRef, n_ctx: int | None = None) -> Any:
         """``n_ctx``: the context one sequence needs (prompt + answer); KV memory grows with it."""
         if ref.backend != "llama.cpp":
             from .backends import open_backend
 
             return open_backend(ref)
-        from .engine import LlamaCppGenerator
-
-        return LlamaCppGenerator(ref.path, n_ctx=n_ctx, n_threads=opts.threads, n_gpu_layers=opts.gpu_layers)
+        return tuner.open(ref.path, n_ctx=n_ctx)
 
     return opener
+
+
+def engine_record(prep: PreparedRun) -> dict[str, Any]:
+    """Per role, the settings its llama.cpp model ran with (only models the tuner opened)."""
+    tuner = prep.tuner
+    if tuner is None:
+        return {}
+    out: dict[str, Any] = {}
+    for role, rec in prep.models.items():
+        path = rec.get("path")
+        if path and tuner.has_settings(path):
+            out[role] = {"model": rec.get("name"), **tuner.record(path)}
+    return out
 
 
 def embedder_spec(registry: Registry | None = None, name: str | None = None) -> Any:
@@ -267,10 +294,12 @@ def embedder_spec(registry: Registry | None = None, name: str | None = None) -> 
     )
 
 
-def load_embedder(registry: Registry | None = None, name: str | None = None) -> Any:
+def load_embedder(registry: Registry | None = None, name: str | None = None, *, threads: int | None = None) -> Any:
+    """The ONNX embedder; ``threads`` None: onnxruntime's intra-op threads chosen by measurement
+    on first use (lite_align.tuning.onnx_threads, cached per model and machine)."""
     from .embed import OnnxEmbedder
 
-    return OnnxEmbedder(embedder_spec(registry, name))
+    return OnnxEmbedder(embedder_spec(registry, name), threads=threads)
 
 
 def execute(
@@ -304,7 +333,7 @@ def execute(
         study = Study(
             plan,
             store,
-            open_generator or open_llama(prep.options),
+            open_generator or open_llama(prep.options, prep.tuner),
             progress,
             embed_prompts=(lambda texts: embedder.embed(texts)),
         )
@@ -329,8 +358,10 @@ def execute(
             **({"explain_s": round(explain_s, 3)} if "explain" in results else {}),
             "total_s": round(time.perf_counter() - t0, 3),
         }
+        engine = engine_record(prep)
         store.update_manifest(
             timings=timings,
+            **({"engine": engine} if engine else {}),
             engine_timings=summary["engine_timings"],
             generated_now=summary["generated_now"],
             skipped=summary["skipped"],
@@ -438,7 +469,7 @@ def plan_run(
     cache = calibration_cache or CalibrationCache()
     if embedder is None and any(c.startswith("icl-knn") for c in prep.plan.settings.conditions):
         embedder = load_embedder(prep.registry, prep.options.embedder)
-    session = _OneModel(open_generator or open_llama(prep.options))
+    session = _OneModel(open_generator or open_llama(prep.options, prep.tuner))
     embed = (lambda texts: embedder.embed(texts)) if embedder is not None else None
     study = Study(prep.plan, view, session.get, embed_prompts=embed)
     sha_of = {rec.get("path"): rec.get("sha256") for rec in prep.models.values()}
@@ -457,7 +488,10 @@ def plan_run(
             if ref.backend != "llama.cpp" or not sha:
                 calibrations[ref.path] = (None, False)
                 continue
-            key = calibration_key(sha, prep.options.threads, prep.options.gpu_layers)
+            # the speed depends on the settings the model was opened with (tuned, or given)
+            key = calibration_key(
+                sha, getattr(gen, "n_threads", 1), getattr(gen, "n_gpu_layers", 0), getattr(gen, "max_sequences", None)
+            )
             cal = cache.get(key)
             if cal is None:
                 cal = calibrate(gen, load_s=session.load_s)
@@ -499,8 +533,12 @@ def explain_run(prep: PreparedRun, base: Any, chat: Any, embedder: Any, prompts:
 
     judge = None
     if prep.options.explain:
+        from .tuning import parse_count
+
         judge = open_judge(
-            prep.options.judge or prep.plan.chat.path, prep.options.registry, threads=prep.options.threads
+            prep.options.judge or prep.plan.chat.path,
+            prep.options.registry,
+            threads=parse_count(prep.options.threads, "--threads"),
         )
     try:
         return explain(base, chat, embedder=embedder, judge=judge, prompts=prompts)
