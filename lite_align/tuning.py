@@ -802,11 +802,18 @@ class EngineTuner:
 ONNX_PROBE_TEXTS = 8  # texts in the onnxruntime calibration (~50 word pieces each, one batch)
 
 
-def onnx_threads(embedder: Any, cache: TuningCache | None = None) -> int:
+def onnx_threads(
+    embedder: Any,
+    cache: TuningCache | None = None,
+    *,
+    budget: CpuBudget | None = None,
+    measure: Callable[[Any, Sequence[int]], Mapping[int, float]] | None = None,
+) -> int:
     """Intra-op threads for an ``embed.OnnxEmbedder`` whose model is loaded: 1 on a one-core
-    budget, else the fastest of :func:`thread_candidates` on a short encode, cached per (ONNX
-    file sha256, machine). 1 thread (the previous fixed setting) is always a candidate."""
-    budget = cpu_budget()
+    budget, else the fastest of :func:`thread_candidates` on a short encode (``measure``: seconds
+    per thread count, default :func:`measure_onnx`), cached per (ONNX file sha256, machine).
+    1 thread (the previous fixed setting) is always a candidate."""
+    budget = budget or cpu_budget()
     if budget.threads == 1:
         return 1
     key = f"onnx:{embedder.onnx_sha256}:{machine_key(budget)}"
@@ -814,9 +821,9 @@ def onnx_threads(embedder: Any, cache: TuningCache | None = None) -> int:
     cached = cache.get(key)
     if isinstance(cached, Mapping) and isinstance(cached.get("threads"), int) and cached["threads"] >= 1:
         return int(cached["threads"])
-    timings = measure_onnx(embedder, thread_candidates(budget.threads))
+    timings = dict((measure or measure_onnx)(embedder, thread_candidates(budget.threads)))
     best = min(timings, key=lambda t: (timings[t], t))
-    cache.put(key, {"threads": best, "seconds": timings, "created": _now()})
+    cache.put(key, {"threads": best, "seconds": {str(t): v for t, v in timings.items()}, "created": _now()})
     return best
 
 
