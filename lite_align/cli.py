@@ -334,6 +334,9 @@ def bench(
     max_tokens: Annotated[int | None, typer.Option(help="Tokens per sample (default 128; with --sweep 96).")] = None,
     conditions: Annotated[str, typer.Option(help="Comma-separated: icl-static, zero-shot.")] = "icl-static,zero-shot",
     naive: Annotated[bool, typer.Option(help="Also the naive llama-cpp-python loop (slow).")] = True,
+    kv: Annotated[
+        str, typer.Option(help="KV cache layout: per-sequence (a stream per sequence) or unified (one shared cache).")
+    ] = "per-sequence",
     json_out: JsonOpt = False,
 ) -> None:
     """Sampling speed: a naive llama-cpp-python loop, the engine, and llama.cpp's raw batched decode."""
@@ -347,7 +350,10 @@ def bench(
     for name, value in (("--prompts", prompts), ("--samples", samples), ("--max-tokens", max_tokens or 1)):
         if value < 1:
             raise ConfigError(f"{name} must be at least 1, got {value}")
+    if kv not in ("per-sequence", "unified"):
+        raise ConfigError(f"--kv: give per-sequence or unified, not {kv!r}")
     sizes = {"n_prompts": prompts, "n_samples": samples, "conditions": conds, "naive": naive}
+    sizes["kv_unified"] = kv == "unified"
     if sweep:
         sizes["max_tokens"] = max_tokens or 96
         result = bench_sweep(

@@ -25,7 +25,7 @@ token vectors in the LRU, and a text encoded for its token vectors stores its se
 disk. ``encodings`` hands out both at once (the pair scorer of metrics.embedding uses it, so the
 embedding cosine and the BERTScore-style F1 of a text pair cost one pass per text).
 
-Left out: GPU providers, idf weighting, texts longer than ``max_length`` word pieces (truncated, as
+Left out: idf weighting, texts longer than ``max_length`` word pieces (truncated, as
 sentence-transformers does).
 """
 
@@ -565,7 +565,9 @@ def onnx_session(path: Path, threads: int) -> Any:
     options.log_severity_level = 3
     if threads > 1:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # onnxruntime-gpu (install.sh with LITE_ALIGN_GPU=cuda) brings CUDA; otherwise the CPU
+    providers = [p for p in ("CUDAExecutionProvider",) if p in ort.get_available_providers()]
+    return ort.InferenceSession(str(path), options, providers=[*providers, "CPUExecutionProvider"])
 
 
 def token_batches(order: Sequence[int], lengths: Sequence[int], max_texts: int, max_tokens: int) -> list[list[int]]:
