@@ -230,7 +230,8 @@ def test_calibration_climbs_until_it_stops_paying_and_keeps_the_best() -> None:
     cells = calibrate_engine(engine, (1, 2), (8, 16, 24, 32, 48, 64, 96, 128))
     tried = [c.setting for c in cells]
     assert BASELINE in tried
-    assert (1, 96) not in tried and (2, 128) not in tried  # the climb stopped after 64 fell off
+    assert (1, 128) not in tried and (2, 128) not in tried  # the climb stopped after 64 and 96 fell off
+    assert (1, 96) in tried and len(engine.tried) == len(cells) + 2 + 4  # + warm-ups + 4 measured again
     best = select_best(cells)
     assert best.setting == (2, 48)
     for c in cells:
