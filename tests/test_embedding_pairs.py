@@ -88,6 +88,10 @@ def test_one_pass_equals_two_passes_and_encodes_each_text_once(tmp_path: Path) -
                 assert new[name][sim.name][key] == pytest.approx(old[key], abs=1e-12), (name, sim.name, key)
     distinct = {t for s in [reference, *candidates.values()] for v in s.by_prompt.values() for t in v}
     assert one.stats.encoded == len(distinct)  # one pass per distinct text, for both similarities
+    # a second table with the same reference (as the greedy one after the sampled one): its
+    # baseline pairs were scored already, so nothing is encoded again
+    recover_table(reference, {"again": candidates["c0"]}, one)
+    assert one.stats.encoded == len(distinct)
 
 
 def test_a_shared_scorer_scores_each_pair_once(tmp_path: Path) -> None:
