@@ -417,7 +417,7 @@ class _Loaded:
 
 
 class OnnxEmbedder(Embedder):
-    """A BERT-style encoder in ONNX, run by onnxruntime on the CPU.
+    """A BERT-style encoder in ONNX, run by onnxruntime on the CPU (on CUDA where onnxruntime-gpu has it).
 
     Texts are tokenised with the model's ``tokenizer.json`` (truncated to ``spec.max_length`` word
     pieces), sorted by token count and run in batches of at most ``batch_size`` texts and
