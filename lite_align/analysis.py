@@ -58,9 +58,18 @@ def similarities(embedder: Any | None) -> list[Any]:
 
     sims: list[Any] = [JaccardSimilarity()]
     if embedder is not None:
-        from .metrics.embedding import BertScoreF1, EmbeddingCosine
+        from .metrics.embedding import BertScoreF1, EmbeddingCosine, EmbeddingPairs
 
-        sims += [EmbeddingCosine(embedder), BertScoreF1(embedder)]
+        # one encoder pass per text for both; each pair scored once for as long as the embedder
+        # lives (a teacher's baseline pairs recur in the sampled and the greedy tables)
+        shared = getattr(embedder, "pair_scorer", None)
+        if not isinstance(shared, EmbeddingPairs):
+            shared = EmbeddingPairs(embedder)
+            try:
+                embedder.pair_scorer = shared
+            except AttributeError:  # an embedder that takes no new attributes: a scorer per call
+                pass
+        sims += [EmbeddingCosine(embedder, scorer=shared), BertScoreF1(embedder, scorer=shared)]
     return sims
 
 

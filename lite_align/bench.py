@@ -159,7 +159,7 @@ def bench_requests(condition: str, n_prompts: int, n_samples: int, max_tokens: i
 
 
 def _naive(
-    model_path: Path, requests: list[GenerationRequest], n_threads: int, n_ctx: int, reset: bool
+    model_path: Path, requests: list[GenerationRequest], n_threads: int, n_ctx: int, reset: bool, n_gpu_layers: int = 0
 ) -> tuple[int, float]:
     """Generated tokens and wall seconds of the one-call-per-sample loop. With ``reset=False``
     llama-cpp-python's own prompt cache keeps the longest common token prefix of consecutive
@@ -172,6 +172,7 @@ def _naive(
         n_threads=n_threads,
         n_threads_batch=n_threads,
         n_batch=512,
+        n_gpu_layers=n_gpu_layers,
         verbose=False,
     )
     tokens = 0
@@ -207,6 +208,7 @@ def run_bench(
     n_threads: int = 1,
     max_sequences: int = 16,
     n_ctx: int | None = None,
+    n_gpu_layers: int = 0,
     kv_unified: bool = False,
     naive: bool = True,
     naive_reset: bool = True,
@@ -229,6 +231,7 @@ def run_bench(
             "max_tokens": max_tokens,
             "n_threads": n_threads,
             "max_sequences": max_sequences,
+            "n_gpu_layers": n_gpu_layers,
             "kv_unified": kv_unified,
             "naive_rereads_prompt": naive_reset,
             "repeats": repeats,
@@ -240,7 +243,12 @@ def run_bench(
         "conditions": {},
     }
     gen = LlamaCppGenerator(
-        model_path, n_ctx=n_ctx, n_threads=n_threads, max_sequences=max_sequences, kv_unified=kv_unified
+        model_path,
+        n_ctx=n_ctx,
+        n_threads=n_threads,
+        max_sequences=max_sequences,
+        kv_unified=kv_unified,
+        n_gpu_layers=n_gpu_layers,
     )
     try:
         for condition in conditions:
@@ -276,7 +284,7 @@ def run_bench(
                 say(f"{condition}: naive")
                 longest = max(len(gen.tokenize(r.prompt)) for r in requests)
                 naive_ctx = -(-(longest + max_tokens + 8) // 256) * 256
-                naive_tokens, naive_s = _naive(model_path, requests, n_threads, naive_ctx, naive_reset)
+                naive_tokens, naive_s = _naive(model_path, requests, n_threads, naive_ctx, naive_reset, n_gpu_layers)
                 row.update(
                     naive_tokens=naive_tokens,
                     naive_seconds=naive_s,
@@ -287,3 +295,138 @@ def run_bench(
     finally:
         gen.close()
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The sweep: threads x live sequences (x GPU layers)
+
+SWEEP_FORMAT = "lite_align.sweep/1"
+SWEEP_SEQUENCES = (8, 16, 24, 32, 48, 64)
+
+
+def sweep_sequences(candidates: tuple[int, ...], n_samples_total: int) -> tuple[int, ...]:
+    """The sequence counts worth measuring: more live sequences than samples change nothing, so
+    the grid stops at the total (which is added); today's 16 is always kept.
+
+    >>> sweep_sequences((8, 16, 24, 32, 48, 64), 40)
+    (8, 16, 24, 32, 40)
+    """
+    kept = {n for n in candidates if n < n_samples_total} | {min(max(candidates), n_samples_total), 16}
+    return tuple(sorted(kept))
+
+
+def _prefixed(say: Callable[[str], None], prefix: str) -> Callable[[str], None]:
+    return lambda msg: say(prefix + msg)
+
+
+def bench_context(model_path: str | Path, conditions: tuple[str, ...], n_prompts: int, max_tokens: int) -> int:
+    """One sequence's context for the benchmark's requests: the longest prompt and its answer (so
+    many live sequences do not each reserve the model's default 2,048 cells)."""
+    with LlamaCppGenerator(model_path, n_ctx=256, max_sequences=1) as gen:
+        longest = max(len(gen.tokenize(r.prompt)) for c in conditions for r in bench_requests(c, n_prompts, 1, 1))
+    return longest + max_tokens + 8
+
+
+def run_sweep(
+    model_path: str | Path,
+    *,
+    threads: tuple[int, ...],
+    sequences: tuple[int, ...],
+    gpu_layers: tuple[int, ...] = (0,),
+    n_prompts: int = 8,
+    n_samples: int = 5,
+    max_tokens: int = 96,
+    conditions: tuple[str, ...] = ("icl-static", "zero-shot"),
+    naive: bool = True,
+    kv_unified: bool = False,
+    repeats: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Naive, engine and limit tokens/s for every (threads, live sequences, GPU layers) cell, one
+    model, in this process, and the cell the auto selection rule picks from these measurements
+    (``tuning.select_across``: the best worst-case speed relative to 1 thread x 16 sequences,
+    which is therefore always measured). The naive loop does not batch, so it is measured once
+    per (threads, GPU layers) and shown in each of its cells."""
+    from .tuning import BASELINE, Cell, cpu_budget, select_across
+
+    say = progress or (lambda _msg: None)
+    threads = tuple(sorted(set(threads) | {BASELINE[0]}))
+    sequences = tuple(sorted(set(sequences) | {BASELINE[1]}))
+    gpu_layers = tuple(sorted(set(gpu_layers)))
+    naive_rows: dict[tuple[int, int], dict[str, Any]] = {}
+    cells: list[dict[str, Any]] = []
+    total = len(threads) * len(sequences) * len(gpu_layers)
+    n_ctx = None if kv_unified else bench_context(model_path, conditions, n_prompts, max_tokens)
+    for g in gpu_layers:
+        for t in threads:
+            for n in sequences:
+                say(f"cell {len(cells) + 1}/{total}: {t} thread{'s' if t > 1 else ''} x {n} sequences, {g} GPU layers")
+                result = run_bench(
+                    model_path,
+                    n_prompts=n_prompts,
+                    n_samples=n_samples,
+                    max_tokens=max_tokens,
+                    conditions=conditions,
+                    n_threads=t,
+                    max_sequences=n,
+                    n_ctx=n_ctx,
+                    n_gpu_layers=g,
+                    kv_unified=kv_unified,
+                    naive=naive and (t, g) not in naive_rows,
+                    repeats=repeats,
+                    progress=_prefixed(say, f"  {t}x{n}: "),
+                )
+                rows = result["conditions"]
+                if naive and (t, g) not in naive_rows:
+                    naive_rows[(t, g)] = {
+                        c: {k: v for k, v in r.items() if k.startswith("naive_")} for c, r in rows.items()
+                    }
+                for c, r in rows.items():
+                    r.update(naive_rows.get((t, g), {}).get(c, {}))
+                    if "naive_tokens_per_s" in r:
+                        r["speedup_vs_naive"] = r["engine_tokens_per_s"] / r["naive_tokens_per_s"]
+                cells.append({"threads": t, "sequences": n, "gpu_layers": g, "conditions": rows})
+    chosen: dict[str, Any] = {}
+    for g in gpu_layers:  # a choice per GPU setting: the baseline of each is 1 thread x 16 there
+        by_condition = {
+            c: [Cell(x["threads"], x["sequences"], x["conditions"][c]["engine_tokens_per_s"]) for x in cells
+                if x["gpu_layers"] == g]
+            for c in conditions
+        }  # fmt: skip
+        t, n = select_across(by_condition, BASELINE)
+        speed = {c: {cell.setting: cell.tokens_per_s for cell in v} for c, v in by_condition.items()}
+        chosen[str(g)] = {
+            "threads": t,
+            "sequences": n,
+            "gpu_layers": g,
+            "conditions": {
+                c: {
+                    "engine_tokens_per_s": speed[c][(t, n)],
+                    "baseline_tokens_per_s": speed[c][BASELINE],
+                    "vs_baseline": speed[c][(t, n)] / speed[c][BASELINE],
+                }
+                for c in conditions
+            },
+        }
+    best_gpu = max(chosen.values(), key=lambda x: min(v["engine_tokens_per_s"] for v in x["conditions"].values()))
+    return {
+        "format": SWEEP_FORMAT,
+        "model": str(model_path),
+        "machine": cpu_budget().to_json(),
+        "settings": {
+            "n_prompts": n_prompts,
+            "n_samples": n_samples,
+            "max_tokens": max_tokens,
+            "conditions": list(conditions),
+            "threads": list(threads),
+            "sequences": list(sequences),
+            "gpu_layers": list(gpu_layers),
+            "kv_unified": kv_unified,
+            "repeats": repeats,
+            "naive": naive,
+        },
+        "baseline": {"threads": BASELINE[0], "sequences": BASELINE[1]},
+        "cells": cells,
+        "chosen_by_gpu_layers": chosen,
+        "auto": {k: best_gpu[k] for k in ("threads", "sequences", "gpu_layers")},
+    }

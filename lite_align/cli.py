@@ -7,7 +7,6 @@ with 130 and SIGTERM (during ``run``) with 143, after the store has flushed ever
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -75,6 +74,33 @@ def _need(paths: list[str], what: str) -> list[str]:
     return paths
 
 
+ThreadsOpt = Annotated[
+    str,
+    typer.Option(
+        help="llama.cpp threads: auto (physical cores, fewer where a short calibration finds them faster) or N."
+    ),
+]
+BatchOpt = Annotated[
+    str,
+    typer.Option(help="Live sequences decoded together: auto (calibrated per model and machine) or N."),
+]
+GpuLayersOpt = Annotated[
+    str,
+    typer.Option(help="Layers offloaded to a GPU build of llama.cpp: auto (all that fit; 0 on a CPU build) or N."),
+]
+MaxMemoryOpt = Annotated[
+    str | None,
+    typer.Option(help="Memory budget that caps the live sequences, e.g. 6G (default: 60% of the available memory)."),
+]
+
+
+def _prepare_threads(threads: str) -> None:
+    """Check --threads and, before llama.cpp loads, keep its worker threads from spinning."""
+    from .tuning import parse_count, prepare_threads
+
+    prepare_threads(parse_count(threads, "--threads"))
+
+
 @app.command()
 @handled
 def run(
@@ -98,8 +124,10 @@ def run(
         str | None, typer.Option(help="Comma-separated conditions, e.g. base,chat,icl-knn (default: all).")
     ] = None,
     out: Annotated[str | None, typer.Option(help="Run directory (rerunning on it resumes).")] = None,
-    threads: Annotated[int, typer.Option(help="llama.cpp threads (1 is fastest on 2 vCPUs).")] = 1,
-    gpu_layers: Annotated[int, typer.Option(help="Layers to offload to a GPU build of llama.cpp.")] = 0,
+    threads: ThreadsOpt = "auto",
+    gpu_layers: GpuLayersOpt = "auto",
+    batch: BatchOpt = "auto",
+    max_memory: MaxMemoryOpt = None,
     registry: RegistryOpt = None,
     from_manifest: Annotated[
         str | None,
@@ -128,8 +156,7 @@ def run(
     import signal
 
     signal.signal(signal.SIGTERM, _terminate)  # stop as on Ctrl-C: samples kept, manifest marked
-    if threads > 1:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _prepare_threads(threads)
     from .progress import RichProgress
     from .runner import RunOptions, execute, prepare
 
@@ -155,6 +182,8 @@ def run(
         explain=explain or judge is not None,
         judge=judge,
         ctx=ctx,
+        batch=batch,
+        max_memory=max_memory,
     )
     if from_manifest:
         from .runner import check_models_match, options_from_manifest
@@ -162,10 +191,12 @@ def run(
 
         opts = options_from_manifest(from_manifest, out)
     prep = prepare(opts)
+    from . import report
+
+    prep.tuner.say = report.info  # a first calibration on this machine says what it measures
     if from_manifest:
         src = Path(from_manifest)
         check_models_match(prep, read_manifest(src if src.is_dir() else src.parent).get("models", {}))
-    from . import report
     from .runner import load_embedder, plan_run
 
     if not dry_run:  # before the plan: a run directory that cannot be written, or is in use, fails first
@@ -394,16 +425,58 @@ def explain_cmd(
 def bench(
     model: Annotated[str | None, typer.Option(help="Registry name or .gguf path (default: the embedded base).")] = None,
     registry: RegistryOpt = None,
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="Measure every threads x live sequences cell (and GPU layers with a GPU).")
+    ] = False,
+    threads: Annotated[
+        str, typer.Option(help="llama.cpp threads: auto or N; with --sweep a list, e.g. 1,2,4 (auto: 1 to the cores).")
+    ] = "auto",
+    batch: Annotated[
+        str, typer.Option(help="Live sequences: auto or N; with --sweep a list, e.g. 8,16,40 (auto: 8 to the samples).")
+    ] = "auto",
+    gpu_layers: Annotated[
+        str, typer.Option(help="GPU layers: auto or N; with --sweep a list (auto: 0, and all with a GPU build).")
+    ] = "auto",
+    prompts: Annotated[int, typer.Option(help="Prompts per condition.")] = 8,
+    samples: Annotated[int, typer.Option(help="Samples per prompt.")] = 5,
+    max_tokens: Annotated[int | None, typer.Option(help="Tokens per sample (default 128; with --sweep 96).")] = None,
+    conditions: Annotated[str, typer.Option(help="Comma-separated: icl-static, zero-shot.")] = "icl-static,zero-shot",
+    naive: Annotated[bool, typer.Option(help="Also the naive llama-cpp-python loop (slow).")] = True,
+    kv: Annotated[
+        str, typer.Option(help="KV cache layout: per-sequence (a stream per sequence) or unified (one shared cache).")
+    ] = "per-sequence",
     json_out: JsonOpt = False,
 ) -> None:
     """Sampling speed: a naive llama-cpp-python loop, the engine, and llama.cpp's raw batched decode."""
-    from .commands import bench_model
-
-    result = bench_model(model, registry)
     from . import report
+    from .commands import bench_model, bench_sweep
 
+    conds = tuple(c.strip() for c in conditions.split(",") if c.strip())
+    unknown = [c for c in conds if c not in ("icl-static", "zero-shot")]
+    if unknown or not conds:
+        raise ConfigError(f"--conditions: give icl-static and/or zero-shot, not {conditions!r}")
+    for name, value in (("--prompts", prompts), ("--samples", samples), ("--max-tokens", max_tokens or 1)):
+        if value < 1:
+            raise ConfigError(f"{name} must be at least 1, got {value}")
+    if kv not in ("per-sequence", "unified"):
+        raise ConfigError(f"--kv: give per-sequence or unified, not {kv!r}")
+    sizes = {"n_prompts": prompts, "n_samples": samples, "conditions": conds, "naive": naive}
+    sizes["kv_unified"] = kv == "unified"
+    if sweep:
+        sizes["max_tokens"] = max_tokens or 96
+        result = bench_sweep(
+            model, registry, threads=threads, batch=batch, gpu_layers=gpu_layers, say=report.info, **sizes
+        )
+    else:
+        _prepare_threads(threads)
+        sizes["max_tokens"] = max_tokens or 128
+        result = bench_model(
+            model, registry, threads=threads, batch=batch, gpu_layers=gpu_layers, say=report.info, **sizes
+        )
     if json_out:
         report.print_json(result)
+    elif sweep:
+        report.render_sweep(report.console(), result)
     else:
         report.render_bench(report.console(), result)
 
@@ -716,7 +789,7 @@ def judge_check(
     calibration: Annotated[
         str | None, typer.Option(help="Calibration file (default: prompts/judge/calibration.jsonl).")
     ] = None,
-    threads: Annotated[int, typer.Option(help="llama.cpp threads (1 is fastest on 2 vCPUs).")] = 1,
+    threads: ThreadsOpt = "auto",
     registry: RegistryOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -725,9 +798,9 @@ def judge_check(
     from . import report as rep
     from .judge_check import check_judge
     from .progress import RichProgress
+    from .tuning import parse_count
 
-    if threads > 1:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _prepare_threads(threads)
     doc = check_judge(
         judge,
         registry,
@@ -735,7 +808,7 @@ def judge_check(
         against_release=against_release,
         release=release,
         limit=limit,
-        threads=threads,
+        threads=parse_count(threads, "--threads"),
         progress=RichProgress(enabled=True),
     )
     if json_out:

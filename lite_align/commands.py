@@ -95,18 +95,96 @@ def stance_of_paths(paths: list[str], samples_per_prompt: int) -> dict[str, Any]
     return out
 
 
-def bench_model(model: str | None, registry_path: str | None) -> dict[str, Any]:
-    from .bench import run_bench
+def _bench_model_path(model: str | None, registry_path: str | None) -> tuple[str, Any]:
+    from .gguf_check import inspect_gguf
     from .registry import load_registry, resolve_model_arg
 
     reg = load_registry(registry_path)
     name = model or reg.pair(reg.default_pair).base
     spec, path = resolve_model_arg(reg, name, "base")
-    from .gguf_check import inspect_gguf
+    if spec.backend != "llama.cpp":
+        from .errors import ConfigError
 
+        raise ConfigError(f"--model: {name} is served by {spec.backend}; bench measures local GGUF models")
     inspect_gguf(path)
-    result = run_bench(path)
-    result.setdefault("model", spec.name)
+    return spec.name, path
+
+
+def bench_model(
+    model: str | None,
+    registry_path: str | None,
+    *,
+    threads: str = "auto",
+    batch: str = "auto",
+    gpu_layers: str = "auto",
+    say: Any = None,
+    **sizes: Any,
+) -> dict[str, Any]:
+    """``lite-align bench``: one setting (auto: the calibrated one, as ``run`` uses)."""
+    from .bench import run_bench
+    from .tuning import EngineTuner
+
+    name, path = _bench_model_path(model, registry_path)
+    settings = EngineTuner.from_options(threads, batch, gpu_layers, say=say).settings_for(path)
+    result = run_bench(
+        path,
+        n_threads=settings.threads,
+        max_sequences=settings.sequences,
+        n_gpu_layers=settings.gpu_layers,
+        progress=say,
+        **sizes,
+    )
+    result["model"] = name
+    result["settings"]["chosen_by"] = settings.source
+    return result
+
+
+def parse_grid(value: str | None, option: str, default: tuple[int, ...], *, low: int = 1) -> tuple[int, ...]:
+    """A sweep axis: ``auto`` or None -> ``default``; "1,2,4" -> (1, 2, 4).
+
+    >>> parse_grid("2,1", "--threads", (1,)), parse_grid(None, "--batch", (16,))
+    ((1, 2), (16,))
+    """
+    from .errors import ConfigError
+
+    if value is None or value.strip().lower() == "auto":
+        return default
+    try:
+        out = tuple(sorted({int(v) for v in value.split(",") if v.strip()}))
+    except ValueError:
+        out = ()
+    if not out or out[0] < low:
+        raise ConfigError(f"{option}: give auto or comma-separated whole numbers of at least {low}, not {value!r}")
+    return out
+
+
+def bench_sweep(
+    model: str | None,
+    registry_path: str | None,
+    *,
+    threads: str | None = None,
+    batch: str | None = None,
+    gpu_layers: str | None = None,
+    say: Any = None,
+    **sizes: Any,
+) -> dict[str, Any]:
+    """``lite-align bench --sweep``: tokens/s over threads x live sequences (x GPU layers where
+    the llama.cpp build offloads), with the cell the auto selection rule picks."""
+    from .bench import SWEEP_SEQUENCES, run_sweep, sweep_sequences
+    from .tuning import ALL_LAYERS, cpu_budget, prepare_threads, thread_candidates
+
+    name, path = _bench_model_path(model, registry_path)
+    thread_grid = parse_grid(threads, "--threads", thread_candidates(cpu_budget().threads))
+    prepare_threads(max(thread_grid))
+    import llama_cpp
+
+    gpu_default = (0, ALL_LAYERS) if llama_cpp.llama_supports_gpu_offload() else (0,)
+    gpu_grid = parse_grid(gpu_layers, "--gpu-layers", gpu_default, low=0)
+    total = int(sizes.get("n_prompts", 8)) * int(sizes.get("n_samples", 5))
+    seq_grid = parse_grid(batch, "--batch", sweep_sequences(SWEEP_SEQUENCES, total))
+    result = run_sweep(path, threads=thread_grid, sequences=seq_grid, gpu_layers=gpu_grid, progress=say, **sizes)
+    result["model"] = name
+    result["gpu_offload"] = bool(llama_cpp.llama_supports_gpu_offload())
     return result
 
 
@@ -141,22 +219,24 @@ def _pick(path: str, default_condition: str, what: str) -> SampleSet:
     return _usable(sets[name], f"{what} {path}")
 
 
-def open_judge(model: str, registry_path: str | None = None, *, threads: int = 1) -> Any:
-    """A local GGUF chat model as the judge (registry name or .gguf path)."""
-    from .engine import LlamaCppGenerator
+def open_judge(model: str, registry_path: str | None = None, *, threads: int | None = None) -> Any:
+    """A local GGUF chat model as the judge (registry name or .gguf path). ``threads`` None: the
+    count calibrated fastest for this model at the judge's 4 sequences (lite_align.tuning)."""
     from .gguf_check import inspect_gguf, sha256_file
     from .judge import Judge
     from .registry import load_registry, resolve_model_arg
+    from .tuning import EngineTuner
 
     spec, path = resolve_model_arg(load_registry(registry_path), model, "chat")
     inspect_gguf(path)
     # a judge prompt holds at most two answers cut to ~500 tokens each: 3072 cells, 4 sequences at a
     # time keep the KV cache of a small judge well under a gigabyte
-    gen = LlamaCppGenerator(path, n_ctx=JUDGE_CTX, n_threads=threads, max_sequences=4)
+    gen = EngineTuner(threads=threads, batch=JUDGE_SEQUENCES).open(path, n_ctx=JUDGE_CTX)
     return Judge(gen, sha256_file(path), name=spec.name)
 
 
 JUDGE_CTX = 3072
+JUDGE_SEQUENCES = 4
 
 
 def explain_paths(

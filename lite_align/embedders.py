@@ -359,7 +359,8 @@ def _check_export(model: Any, onnx_path: Path, tok_path: Path, name: str, dim: i
 
     spec = EmbedderSpec(name, onnx_path, tok_path, max_length=length, pooling=pooling, dim=dim)
     texts = list(CHECK_SENTENCES)
-    with OnnxEmbedder(spec, use_cache=False, batch_size=len(texts)) as embedder:  # one padded batch
+    # one padded batch
+    with OnnxEmbedder(spec, use_cache=False, batch_size=len(texts), batch_tokens=len(texts) * length) as embedder:
         ours = embedder.embed(texts)
     theirs = np.asarray(model.encode(texts, normalize_embeddings=True, batch_size=len(texts)), dtype=np.float32)
     cos = float(np.min(np.sum(ours * theirs, axis=1)))

@@ -350,6 +350,7 @@ class LlamaCppGenerator:
         prefix_cache_dir: Path | None = None,
         verbose: bool = False,
         kv_unified: bool = False,
+        memory_budget: int | None = None,
     ) -> None:
         """Load a GGUF model (checked by ``inspect_gguf`` first) and create a llama.cpp context.
 
@@ -364,6 +365,10 @@ class LlamaCppGenerator:
         thread, 16 sequences, in-context prompts of ~1,100 tokens: unified is faster for short
         answers (118 vs 106 tokens/s at 128 tokens) and slower for long ones (84 vs 105 at
         700).
+
+        ``memory_budget`` (bytes): lower ``max_sequences`` until the estimated memory of model,
+        KV cache and logits fits (``tuning.sequences_within``; never below 1). The number asked
+        for stays in ``requested_sequences``.
         """
         if max_sequences < 1:
             raise ConfigError(f"max_sequences must be >= 1, got {max_sequences}")
@@ -398,23 +403,40 @@ class LlamaCppGenerator:
         self.n_vocab: int = llama.llama_vocab_n_tokens(self._vocab)
         self.n_ctx_train: int = llama.llama_model_n_ctx_train(model)
         self._n_prefix_slots = PREFIX_SLOTS
-        # +1: an anchor waiting for a slot; +1 more with per-sequence streams: a spare id that
-        # lets _compact move an anchor out of the way.
-        n_seq_max = self._n_prefix_slots + max_sequences + (1 if kv_unified else 2)
-        if n_seq_max > llama.llama_max_parallel_sequences():
-            raise ConfigError(
-                f"max_sequences={max_sequences} is above llama.cpp's limit of "
-                f"{llama.llama_max_parallel_sequences() - self._n_prefix_slots - 1}"
-            )
         self.kv_unified = kv_unified
         if n_ctx is None:
             default = DEFAULT_CTX_UNIFIED if kv_unified else DEFAULT_CTX_PER_SEQUENCE
             n_ctx = min(self.n_ctx_train, default) if self.n_ctx_train > 0 else default
         if n_ctx < 16:
             raise ConfigError(f"n_ctx must be at least 16, got {n_ctx}")
+        n_ctx = -(-n_ctx // 256) * 256  # llama.cpp pads contexts to 256 cells
+        self.requested_sequences = max_sequences
+        if memory_budget is not None:
+            from .tuning import sequences_within
+
+            fit = sequences_within(
+                memory_budget,
+                model_bytes=self.info.size,
+                cell_bytes=self.kv_cell_bytes(),
+                n_vocab=self.n_vocab,
+                n_ctx=n_ctx,
+                kv_unified=kv_unified,
+            )
+            max_sequences = self.max_sequences = min(max_sequences, fit)
+        # +1: an anchor waiting for a slot; +1 more with per-sequence streams: a spare id that
+        # lets _compact move an anchor out of the way.
+        n_seq_max = self._n_prefix_slots + max_sequences + (1 if kv_unified else 2)
+        if n_seq_max > llama.llama_max_parallel_sequences():
+            self.close()
+            raise ConfigError(
+                f"max_sequences={max_sequences} is above llama.cpp's limit of "
+                f"{llama.llama_max_parallel_sequences() - self._n_prefix_slots - 1}"
+            )
+        self._sequence_capacity = max_sequences
+        self.n_threads = n_threads
+        self.n_gpu_layers = n_gpu_layers
 
         ctx_params = llama.llama_context_default_params()
-        n_ctx = -(-n_ctx // 256) * 256  # llama.cpp pads contexts to 256 cells
         ctx_params.n_ctx = n_ctx if kv_unified else n_ctx * n_seq_max
         ctx_params.n_batch = max_batch_tokens
         ctx_params.n_ubatch = max_batch_tokens
@@ -501,6 +523,48 @@ class LlamaCppGenerator:
             self.close()
         except Exception:  # interpreter shutdown: nothing left to free safely
             pass
+
+    # -- machine settings ------------------------------------------------------------------------
+
+    def set_parallelism(self, *, n_threads: int | None = None, max_sequences: int | None = None) -> None:
+        """Between generate() calls: change llama.cpp's threads (prompt reading and decoding), or
+        the number of live sequences, up to the number the context was made for. Calibration
+        uses this to try several settings on one loaded model."""
+        if self._busy:
+            raise RuntimeError("set_parallelism() during generate()")
+        if n_threads is not None:
+            if n_threads < 1:
+                raise ConfigError(f"n_threads must be >= 1, got {n_threads}")
+            self._llama.llama_set_n_threads(self._ctx, n_threads, n_threads)
+            self.n_threads = n_threads
+        if max_sequences is not None:
+            if not 1 <= max_sequences <= self._sequence_capacity:
+                raise ConfigError(
+                    f"max_sequences must be between 1 and {self._sequence_capacity} "
+                    f"(the context's), got {max_sequences}"
+                )
+            self.max_sequences = max_sequences
+
+    def kv_cell_bytes(self) -> int:
+        """Bytes of KV cache one token takes in one sequence: f16 keys and values in every layer
+        (an upper bound for models whose sliding-window layers keep fewer cells)."""
+        llama, model = self._llama, self._model
+        n_layer = llama.llama_model_n_layer(model)
+        n_head = max(1, llama.llama_model_n_head(model))
+        n_head_kv = llama.llama_model_n_head_kv(model) or n_head
+        key = self._meta_int(f"{self.info.architecture}.attention.key_length")
+        key = key or llama.llama_model_n_embd(model) // n_head
+        value = self._meta_int(f"{self.info.architecture}.attention.value_length") or key
+        return int(n_layer * n_head_kv * (key + value) * 2)
+
+    def _meta_int(self, key: str) -> int:
+        buf = ctypes.create_string_buffer(64)
+        if self._llama.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf)) < 0:
+            return 0
+        try:
+            return int(buf.value.decode())
+        except ValueError:
+            return 0
 
     # -- vocabulary ----------------------------------------------------------------------------
 

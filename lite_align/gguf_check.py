@@ -128,7 +128,7 @@ _SCALARS: dict[int, str] = {
 _STRING, _ARRAY = 8, 9
 
 # Metadata whose values we keep; everything else is only skipped over.
-_WANTED_SUFFIXES = (".context_length",)
+_WANTED_SUFFIXES = (".context_length", ".block_count")
 _WANTED = {"general.architecture", "general.name", "general.alignment", "general.file_type", "tokenizer.chat_template"}
 
 
@@ -145,6 +145,7 @@ class GGUFInfo:
     n_metadata: int
     file_type: str | None  # e.g. "Q4_K_M", None when the file does not say
     data_offset: int  # where the tensor data section starts
+    block_count: int | None = None  # <architecture>.block_count: the model's layers
 
 
 class _Reader:
@@ -320,6 +321,7 @@ def _parse(r: _Reader, size: int) -> GGUFInfo:
     if not isinstance(arch, str) or not arch:
         raise _corrupt(path, "general.architecture is missing")
     ctx_len = meta.get(f"{arch}.context_length")
+    blocks = meta.get(f"{arch}.block_count")
     file_type = meta.get("general.file_type")
     template = meta.get("tokenizer.chat_template")
     name_value = meta.get("general.name")
@@ -335,6 +337,7 @@ def _parse(r: _Reader, size: int) -> GGUFInfo:
         n_metadata=n_kv,
         file_type=FILE_TYPES.get(file_type, f"type {file_type}") if isinstance(file_type, int) else None,
         data_offset=data_offset,
+        block_count=int(blocks) if isinstance(blocks, int) else None,
     )
 
 

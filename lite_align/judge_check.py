@@ -535,7 +535,7 @@ def check_judge(
     against_release: bool = False,
     release: str | None = None,
     limit: int | None = RELEASE_LIMIT,
-    threads: int = 1,
+    threads: int | None = None,
     progress: Any = None,
 ) -> dict[str, Any]:
     """`lite-align judge check`: open the judge (default: the default pair's chat model, the

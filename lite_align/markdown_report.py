@@ -179,10 +179,33 @@ def manifest_brief(manifest: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = settings[key]
     if manifest.get("prompt_set"):
         out["prompt_set"] = manifest["prompt_set"]
-    for key in ("timings", "peak_rss_mb", "status", "lite_align_version"):
+    for key in ("timings", "peak_rss_mb", "engine", "status", "lite_align_version"):
         if manifest.get(key) is not None:
             out[key] = manifest[key]
     return out
+
+
+_SOURCES = {"calibrated": "calibrated here", "cached": "calibrated here before", "given": "as given"}
+
+
+def engine_text(engine: Any) -> str:
+    """A run's ``engine`` record (role -> threads, sequences, ...) as one line; "" when absent."""
+    if not isinstance(engine, Mapping):
+        return ""
+    parts = []
+    for role, e in engine.items():
+        if not isinstance(e, Mapping):
+            continue
+        t, n = e.get("threads"), e.get("sequences")
+        text = f"{role} {e.get('model', '')}: {t} thread{'s' if t != 1 else ''} × {n} sequences"
+        capped = e.get("sequences_within_memory")
+        if capped:
+            text += f" (≤{capped} within the memory budget)"
+        if e.get("gpu_layers"):
+            text += f", {e['gpu_layers']} GPU layers"
+        source = _SOURCES.get(str(e.get("source")), "")
+        parts.append(text + (f" ({source})" if source else ""))
+    return "; ".join(parts)
 
 
 def _family_note(models: Mapping[str, Mapping[str, Any]]) -> str:
@@ -245,6 +268,9 @@ def manifest_lines(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
         if brief.get("peak_rss_mb") is not None:
             text += f" · peak memory {brief['peak_rss_mb']:.0f} MB"
         lines.append(("time", text))
+    engine = engine_text(brief.get("engine"))
+    if engine:
+        lines.append(("engine", engine))
     return lines
 
 

@@ -7,7 +7,8 @@ read (a condition's shared prefix once, then each prompt's own part; the samples
 share its reading) and the most new tokens (samples x max_tokens). The time comes from a short
 calibration of that model on this machine (:func:`calibrate`): prompt tokens read per second and
 generated tokens per second with the engine's parallel sequences, kept in the cache per (model
-sha256, threads, GPU layers) so the next plan needs no calibration.
+sha256, threads, GPU layers, live sequences: the settings lite_align.tuning chose or the options
+gave) so the next plan needs no calibration.
 
 The time is an upper bound of sorts: every answer is assumed to run to ``max_tokens`` (answers
 that stop early take less), and prompts that will quote answers not generated yet count those
@@ -35,6 +36,7 @@ CALIBRATION_FORMAT = "lite_align.calibration/1"
 CALIBRATION_FILE = "calibration.json"
 CALIBRATION_BUDGET_S = 3.0  # the decode probe's share of a model's calibration
 CALIBRATION_STEPS = (2, 16)  # fewest and most decode steps of the probe
+CALIBRATION_SEQUENCES = 128  # most parallel sequences of the probe (the engine's, as tuned)
 
 # A zero-shot prompt of about 150 tokens (the base format): what a prompt read costs.
 CALIBRATION_QUERY = (
@@ -82,13 +84,13 @@ class Calibration:
         return cal if cal.prompt_tps > 0 and cal.decode_tps > 0 else None
 
 
-def calibration_key(model_sha256: str, threads: int, gpu_layers: int = 0) -> str:
-    """The cache key of a calibration.
+def calibration_key(model_sha256: str, threads: int, gpu_layers: int = 0, sequences: int | None = None) -> str:
+    """The cache key of a calibration (the live sequences count when given: they set the speed).
 
-    >>> calibration_key("abab", 1)
-    'abab:t1:g0'
+    >>> calibration_key("abab", 1), calibration_key("abab", 2, 0, 40)
+    ('abab:t1:g0', 'abab:t2:g0:s40')
     """
-    return f"{model_sha256}:t{threads}:g{gpu_layers}"
+    return f"{model_sha256}:t{threads}:g{gpu_layers}" + (f":s{sequences}" if sequences else "")
 
 
 def calibrate(generator: Any, *, load_s: float = 0.0, budget_s: float = CALIBRATION_BUDGET_S) -> Calibration:
@@ -113,7 +115,7 @@ def calibrate(generator: Any, *, load_s: float = 0.0, budget_s: float = CALIBRAT
     run("calibration-warmup", "Hello", [1], 1)
     read_s, _ = run("calibration-read", prompt, [2], 1)
     prompt_tps = n_prompt / max(read_s, 1e-6)
-    sequences = max(1, min(int(getattr(generator, "max_sequences", 8)), 16))
+    sequences = max(1, min(int(getattr(generator, "max_sequences", 8)), CALIBRATION_SEQUENCES))
     step_guess = 1.5 * sequences / prompt_tps  # a decode step of n sequences ~ reading n tokens
     steps = int(max(CALIBRATION_STEPS[0], min(CALIBRATION_STEPS[1], budget_s / max(step_guess, 1e-6))))
     wall, tokens = run("calibration-decode", prompt, list(range(3, 3 + sequences)), steps)

@@ -243,6 +243,9 @@ def render_header(con: Console, manifest: Mapping[str, Any]) -> None:
             f"[bold]time[/bold] {timings.get('total_s', 0):.0f} s in all · peak memory "
             f"{manifest.get('peak_rss_mb', 0):.0f} MB"
         )
+    engine = engine_line(manifest.get("engine"))
+    if engine:
+        lines.append(f"[bold]engine[/bold] {escape(engine)}")
     dropped = manifest.get("dropped_examples") or {}
     if dropped:
         lines.append(
@@ -255,6 +258,17 @@ def render_header(con: Console, manifest: Mapping[str, Any]) -> None:
         more = f" and {len(skipped) - 6} more" if len(skipped) > 6 else ""
         lines.append(f"[yellow]skipped[/yellow] too long for the model's context: {shown}{more} (see manifest.json)")
     con.print(Panel("\n".join(lines), title="[bold]lite_align study[/bold]", expand=False))
+
+
+def engine_line(engine: Any) -> str:
+    """The manifest's ``engine`` record in one line: threads and live sequences per model.
+
+    >>> engine_line({"base": {"model": "g", "threads": 2, "sequences": 40, "gpu_layers": 0, "source": "cached"}})
+    'base g: 2 threads × 40 sequences (calibrated here before)'
+    """
+    from .markdown_report import engine_text
+
+    return engine_text(engine)
 
 
 def render_summary(con: Console, results: Mapping[str, Any]) -> None:
@@ -557,8 +571,67 @@ def render_bench(con: Console, result: Mapping[str, Any]) -> None:
             f"{100 * r.get('share_of_limit', float('nan')):.0f}%",
         )
     con.print(t)
+    st = result.get("settings", {})
+    if st.get("n_threads"):
+        by = f" ({st['chosen_by']})" if st.get("chosen_by") else ""
+        con.print(
+            Text(
+                f"{st.get('n_threads')} thread(s) x {st.get('max_sequences')} live sequences{by}, "
+                f"{st.get('n_gpu_layers', 0)} GPU layers; {st.get('n_prompts')} prompts x {st.get('n_samples')} "
+                f"samples x {st.get('max_tokens')} tokens",
+                style="dim",
+            )
+        )
     for line in result.get("notes", []):
         con.print(Text(line, style="dim"))
+
+
+def render_sweep(con: Console, result: Mapping[str, Any]) -> None:
+    """``lite-align bench --sweep``: one row per cell, engine tok/s per condition (naive and raw
+    limit beside it), the auto choice and the fixed baseline marked."""
+    st = result.get("settings", {})
+    conds = list(st.get("conditions", []))
+    auto = result.get("auto", {})
+    base = result.get("baseline", {})
+    gpu = len(st.get("gpu_layers", [0])) > 1
+    t = Table(title=f"Sampling speed sweep — {result.get('model', '')}", box=box.SIMPLE_HEAVY)
+    t.add_column("threads", justify="right")
+    t.add_column("seqs", justify="right")
+    if gpu:
+        t.add_column("GPU layers", justify="right")
+    for c in conds:
+        t.add_column(f"{c}\nengine tok/s", justify="right")
+        t.add_column("naive / limit", justify="right")
+    t.add_column("", justify="left")
+    for cell in result.get("cells", []):
+        key = (cell.get("threads"), cell.get("sequences"))
+        mark = []
+        if key == (auto.get("threads"), auto.get("sequences")) and cell.get("gpu_layers") == auto.get("gpu_layers"):
+            mark.append("◀ auto")
+        if key == (base.get("threads"), base.get("sequences")):
+            mark.append("(fixed before)")
+        row = [str(cell.get("threads")), str(cell.get("sequences"))]
+        if gpu:
+            row.append(str(cell.get("gpu_layers")))
+        for c in conds:
+            r = cell.get("conditions", {}).get(c, {})
+            row.append(_f(r.get("engine_tokens_per_s"), 1))
+            row.append(f"{_f(r.get('naive_tokens_per_s'), 1)} / {_f(r.get('limit_tokens_per_s'), 1)}")
+        row.append(" ".join(mark))
+        t.add_row(*row, style="bold" if "◀ auto" in mark else None)
+    con.print(t)
+    chosen = result.get("chosen_by_gpu_layers", {}).get(str(auto.get("gpu_layers")), {})
+    gains = ", ".join(f"{c} {v['vs_baseline']:.2f}×" for c, v in chosen.get("conditions", {}).items())
+    con.print(
+        Text(
+            f"auto picks {auto.get('threads')} thread(s) x {auto.get('sequences')} sequences"
+            + (f", {auto.get('gpu_layers')} GPU layers" if gpu else "")
+            + f": against 1 thread x 16 sequences {gains} (the best worst case over the conditions). "
+            f"{st.get('n_prompts')} prompts x {st.get('n_samples')} samples x {st.get('max_tokens')} tokens per "
+            "condition; naive is measured once per thread count.",
+            style="dim",
+        )
+    )
 
 
 # --- plan, embedders, bundles -------------------------------------------------------------------

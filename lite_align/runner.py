@@ -26,6 +26,7 @@ from .readers import read_samples
 from .registry import Registry, load_registry, resolve_model_arg
 from .store import RunStore
 from .study import ModelRef, Progress, Study, StudyPlan, StudySettings, peak_rss_mb, settings_dict
+from .tuning import parse_count, parse_gpu_layers
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,15 @@ class RunOptions:
     k: int | None = None
     conditions: str | None = None
     out: str | None = None
-    threads: int = 1
-    gpu_layers: int = 0
+    threads: int | str = "auto"  # llama.cpp threads: a number, or auto (lite_align.tuning)
+    gpu_layers: int | str = "auto"  # layers offloaded to a GPU build: a number, or auto (all that fit)
     registry: str | None = None
     explain: bool = False  # the judge parts of the explain section (judge-free parts always run)
     judge: str | None = None
     embedder: str | None = None
     ctx: int | None = None  # every model's context in tokens (prompt + answer); None: sized per phase
+    batch: int | str = "auto"  # live sequences decoded together: a number, or auto (lite_align.tuning)
+    max_memory: str | None = None  # memory budget for the live sequences, e.g. "6G" (default: tuning's)
 
 
 # Sizes a run may ask for. What lies beyond them cannot fit this kind of machine (or the memory
@@ -62,6 +65,7 @@ MAX_K = 64  # in-context examples per prompt
 MAX_GENERATIONS = 1_000_000  # prompts x samples x conditions in one run
 MAX_THREADS = 256  # llama.cpp threads: beyond a few hundred they only contend (and reserve stacks)
 MAX_GPU_LAYERS = 10_000
+MAX_BATCH = 4_096  # live sequences decoded together (llama.cpp's sequence ids)
 MAX_SEED = 2**63 - 1
 
 
@@ -86,8 +90,15 @@ def check_options(opts: RunOptions, *, samples: int, max_tokens: int, temperatur
     _in_range("--max-tokens", max_tokens, 1, MAX_NEW_TOKENS, "new tokens per answer")
     _in_range("--k", k, 1, MAX_K, "in-context examples per prompt")
     _in_range("--seed", opts.seed, 0, MAX_SEED)
-    _in_range("--threads", opts.threads, 1, MAX_THREADS)
-    _in_range("--gpu-layers", opts.gpu_layers, 0, MAX_GPU_LAYERS)
+    threads = parse_count(opts.threads, "--threads")
+    if threads is not None:
+        _in_range("--threads", threads, 1, MAX_THREADS)
+    gpu_layers = parse_gpu_layers(opts.gpu_layers)
+    if gpu_layers is not None:
+        _in_range("--gpu-layers", gpu_layers, 0, MAX_GPU_LAYERS)
+    batch = parse_count(opts.batch, "--batch")
+    if batch is not None:
+        _in_range("--batch", batch, 1, MAX_BATCH, "live sequences")
     if opts.limit is not None:
         _in_range("--limit", opts.limit, 1, 2**63)
     if opts.ctx is not None:
@@ -143,6 +154,15 @@ class PreparedRun:
     out_dir: Path
     models: dict[str, dict[str, Any]]
     pair_note: str
+    tuner: Any = None  # tuning.EngineTuner: threads, batch and GPU layers per model file
+
+
+def engine_tuner(opts: RunOptions, say: Any = None) -> Any:
+    """The options' threads, batch, GPU layers and memory budget, checked (a bad value is a
+    one-line ConfigError) and ready to resolve per model (see lite_align.tuning)."""
+    from .tuning import EngineTuner
+
+    return EngineTuner.from_options(opts.threads, opts.batch, opts.gpu_layers, opts.max_memory, say=say)
 
 
 def _model_record(ref: ModelRef) -> dict[str, Any]:
@@ -190,6 +210,7 @@ def prepare(opts: RunOptions) -> PreparedRun:
     k = pick(opts.k, preset.k)
     check_options(opts, samples=samples, max_tokens=max_tokens, temperature=temperature, k=k)
     conditions = parse_conditions(opts.conditions)
+    tuner = engine_tuner(opts)
     registry = load_registry(opts.registry)
     pair_note = ""
     if opts.base or opts.chat:
@@ -255,7 +276,7 @@ def prepare(opts: RunOptions) -> PreparedRun:
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
         label = pair_name or f"{base.name}__{chat.name}"
         out_dir = Path("runs") / f"{label}-{opts.preset}-{digest}"
-    return PreparedRun(opts, registry, plan, identity, out_dir, models, pair_note)
+    return PreparedRun(opts, registry, plan, identity, out_dir, models, pair_note, tuner)
 
 
 def options_from_manifest(path: str | Path, out: str | None = None) -> RunOptions:
@@ -302,7 +323,11 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def open_llama(opts: RunOptions) -> Any:
+def open_llama(opts: RunOptions, tuner: Any = None) -> Any:
+    """The study's model opener: llama.cpp models with the tuner's threads, live sequences and GPU
+    layers (calibrated once per model and machine where auto), server models through their backend."""
+    tuner = tuner if tuner is not None else engine_tuner(opts)
+
     def opener(ref: ModelRef, n_ctx: int | None = None) -> Any:
         """``n_ctx``: the context one sequence needs (prompt + answer); KV memory grows with it."""
         if ref.backend != "llama.cpp":
@@ -313,11 +338,22 @@ def open_llama(opts: RunOptions) -> Any:
             if check is not None:
                 check()  # nothing listening fails now, not after a minute of retries
             return backend
-        from .engine import LlamaCppGenerator
-
-        return LlamaCppGenerator(ref.path, n_ctx=n_ctx, n_threads=opts.threads, n_gpu_layers=opts.gpu_layers)
+        return tuner.open(ref.path, n_ctx=n_ctx)
 
     return opener
+
+
+def engine_record(prep: PreparedRun) -> dict[str, Any]:
+    """Per role, the settings its llama.cpp model ran with (only models the tuner opened)."""
+    tuner = prep.tuner
+    if tuner is None:
+        return {}
+    out: dict[str, Any] = {}
+    for role, rec in prep.models.items():
+        path = rec.get("path")
+        if path and tuner.has_settings(path):
+            out[role] = {"model": rec.get("name"), **tuner.record(path)}
+    return out
 
 
 def embedder_spec(registry: Registry | None = None, name: str | None = None) -> Any:
@@ -357,10 +393,12 @@ def embedder_spec(registry: Registry | None = None, name: str | None = None) -> 
     )
 
 
-def load_embedder(registry: Registry | None = None, name: str | None = None) -> Any:
+def load_embedder(registry: Registry | None = None, name: str | None = None, *, threads: int | None = None) -> Any:
+    """The ONNX embedder; ``threads`` None: onnxruntime's intra-op threads chosen by measurement
+    on first use (lite_align.tuning.onnx_threads, cached per model and machine)."""
     from .embed import OnnxEmbedder
 
-    return OnnxEmbedder(embedder_spec(registry, name))
+    return OnnxEmbedder(embedder_spec(registry, name), threads=threads)
 
 
 def execute(
@@ -396,7 +434,7 @@ def execute(
             study = Study(
                 plan,
                 store,
-                open_generator or open_llama(prep.options),
+                open_generator or open_llama(prep.options, prep.tuner),
                 progress,
                 embed_prompts=(lambda texts: embedder.embed(texts)),
             )
@@ -422,8 +460,10 @@ def execute(
                 "total_s": round(time.perf_counter() - t0, 3),
             }
             store.write_results(results)  # before "complete": a complete run always has its results
+            engine = engine_record(prep)
             store.update_manifest(
                 timings=timings,
+                **({"engine": engine} if engine else {}),
                 engine_timings=summary["engine_timings"],
                 generated_now=summary["generated_now"],
                 skipped=summary["skipped"],
@@ -545,7 +585,7 @@ def plan_run(
     cache = calibration_cache or CalibrationCache()
     if embedder is None and any(c.startswith("icl-knn") for c in prep.plan.settings.conditions):
         embedder = load_embedder(prep.registry, prep.options.embedder)
-    session = _OneModel(open_generator or open_llama(prep.options))
+    session = _OneModel(open_generator or open_llama(prep.options, prep.tuner))
     embed = (lambda texts: embedder.embed(texts)) if embedder is not None else None
     study = Study(prep.plan, view, session.get, embed_prompts=embed)
     sha_of = {rec.get("path"): rec.get("sha256") for rec in prep.models.values()}
@@ -564,7 +604,10 @@ def plan_run(
             if ref.backend != "llama.cpp" or not sha:
                 calibrations[ref.path] = (None, False)
                 continue
-            key = calibration_key(sha, prep.options.threads, prep.options.gpu_layers)
+            # the speed depends on the settings the model was opened with (tuned, or given)
+            key = calibration_key(
+                sha, getattr(gen, "n_threads", 1), getattr(gen, "n_gpu_layers", 0), getattr(gen, "max_sequences", None)
+            )
             cal = cache.get(key)
             if cal is None:
                 cal = calibrate(gen, load_s=session.load_s)
@@ -606,8 +649,12 @@ def explain_run(prep: PreparedRun, base: Any, chat: Any, embedder: Any, prompts:
 
     judge = None
     if prep.options.explain:
+        from .tuning import parse_count
+
         judge = open_judge(
-            prep.options.judge or prep.plan.chat.path, prep.options.registry, threads=prep.options.threads
+            prep.options.judge or prep.plan.chat.path,
+            prep.options.registry,
+            threads=parse_count(prep.options.threads, "--threads"),
         )
     try:
         from .judge_check import with_agreement
