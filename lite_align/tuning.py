@@ -249,26 +249,41 @@ def parse_count(value: str | int | None, option: str) -> int | None:
 
     >>> parse_count("auto", "--threads"), parse_count("4", "--threads"), parse_count(2, "--batch")
     (None, 4, 2)
+    >>> parse_count("0", "--threads")
+    Traceback (most recent call last):
+    lite_align.errors.ConfigError: --threads must be at least 1, got 0
     """
     if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
         return None
+    n = _whole_number(value, option, "give auto or a whole number of at least 1")
+    if n < 1:
+        raise ConfigError(f"{option} must be at least 1, got {n}")
+    return n
+
+
+def _whole_number(value: str | int, option: str, hint: str) -> int:
+    text = str(value).strip()
     try:
-        n = int(str(value).strip())
+        n = int(text)
     except ValueError:
-        n = 0
-    if n < 1 or str(value).strip() not in (str(n), f"+{n}"):
-        raise ConfigError(f"{option}: give auto or a whole number of at least 1, not {value!r}")
+        n = None
+    if n is None or text.lstrip("+-") != str(abs(n)):
+        raise ConfigError(f"{option}: {hint}, not {value!r}")
     return n
 
 
 def parse_gpu_layers(value: str | int | None) -> int | None:
-    """``--gpu-layers``: auto (None) or a whole number >= 0 (0: CPU only)."""
+    """``--gpu-layers``: auto (None) or a whole number >= 0 (0: CPU only).
+
+    >>> parse_gpu_layers("auto"), parse_gpu_layers("0"), parse_gpu_layers(12)
+    (None, 0, 12)
+    """
     if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
         return None
-    text = str(value).strip()
-    if not text.isdigit():
-        raise ConfigError(f"--gpu-layers: give auto or a whole number of layers (0 for none), not {value!r}")
-    return int(text)
+    n = _whole_number(value, "--gpu-layers", "give auto or a whole number of layers (0 for none)")
+    if n < 0:
+        raise ConfigError(f"--gpu-layers must be at least 0, got {n}")
+    return n
 
 
 # --------------------------------------------------------------------------------------------------

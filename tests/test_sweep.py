@@ -88,7 +88,8 @@ def test_run_records_threads_and_batch(tiny_base_gguf: Path, tiny_chat_gguf: Pat
 
 def test_bad_machine_options_are_one_line_errors(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path) -> None:
     run = tiny_args(tiny_base_gguf, tiny_chat_gguf, tmp_path / "o", "--limit", "1")
-    assert_one_line_error(run_cli(*run, "--threads", "0"), "--threads: give auto or a whole number")
+    assert_one_line_error(run_cli(*run, "--threads", "two"), "--threads: give auto or a whole number")
+    assert_one_line_error(run_cli(*run, "--threads", "0"), "--threads must be at least 1, got 0")
     assert_one_line_error(run_cli(*run, "--batch", "many"), "--batch: give auto or a whole number")
     assert_one_line_error(run_cli(*run, "--gpu-layers", "all"), "--gpu-layers: give auto")
     assert_one_line_error(run_cli(*run, "--max-memory", "12"), "--max-memory: give a size such as 6G")

@@ -129,9 +129,12 @@ def test_cgroup_v1_quota_and_none(tmp_path: Path) -> None:
 
 def test_option_values() -> None:
     assert parse_count("auto", "--threads") is None and parse_count(" 3 ", "--threads") == 3
-    for bad in ("0", "-2", "two", "1.5", ""):
+    for bad in ("two", "1.5", ""):
         with pytest.raises(ConfigError, match="--threads: give auto or a whole number"):
             parse_count(bad, "--threads")
+    for low in ("0", "-2"):  # numbers out of range read like every other option's limit
+        with pytest.raises(ConfigError, match=f"--threads must be at least 1, got {int(low)}"):
+            parse_count(low, "--threads")
     assert parse_gpu_layers("auto") is None and parse_gpu_layers("0") == 0 and parse_gpu_layers(12) == 12
     with pytest.raises(ConfigError, match="--gpu-layers"):
         parse_gpu_layers("all")
