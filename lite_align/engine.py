@@ -351,6 +351,7 @@ class LlamaCppGenerator:
         verbose: bool = False,
         kv_unified: bool = False,
         memory_budget: int | None = None,
+        memory_working: int | None = None,
     ) -> None:
         """Load a GGUF model (checked by ``inspect_gguf`` first) and create a llama.cpp context.
 
@@ -367,8 +368,9 @@ class LlamaCppGenerator:
         700).
 
         ``memory_budget`` (bytes): lower ``max_sequences`` until the estimated memory of model,
-        KV cache and logits fits (``tuning.sequences_within``; never below 1). The number asked
-        for stays in ``requested_sequences``.
+        KV cache and logits fits (``tuning.sequences_within``; never below 1), and with
+        ``memory_working`` (bytes) until what is beyond the weights fits that too, but not below
+        16 sequences for it. The number asked for stays in ``requested_sequences``.
         """
         if max_sequences < 1:
             raise ConfigError(f"max_sequences must be >= 1, got {max_sequences}")
@@ -421,6 +423,7 @@ class LlamaCppGenerator:
                 n_vocab=self.n_vocab,
                 n_ctx=n_ctx,
                 kv_unified=kv_unified,
+                working=memory_working,
             )
             max_sequences = self.max_sequences = min(max_sequences, fit)
         # +1: an anchor waiting for a slot; +1 more with per-sequence streams: a spare id that

@@ -59,6 +59,11 @@ CELL_SECONDS = 1.0  # the decode time each calibration cell aims at
 CELL_STEPS = (3, 12)  # fewest and most decode steps in a cell
 PROBE_CTX = 256  # cells per sequence in the calibration context
 MEMORY_SHARE = 0.6  # default --max-memory: this share of the memory available at start
+# Without --max-memory, also at most this much beyond the weights (KV cache, logits, buffers) unless
+# that leaves fewer than the old fixed 16 sequences: the quick study on the embedded pair then peaks
+# under 2 GB (measured: uncapped, calibration chose 2 threads x 128 sequences for Gemma-3-270M and the
+# study peaked at 3.5 GB; capped at 768 MB it peaked at 1.4 GB). --max-memory lifts it.
+DEFAULT_WORKING_MEMORY = 2**30
 ALL_LAYERS = 999  # llama.cpp offloads min(this, the model's layers + 1)
 
 # A prompt of ~60 tokens: what the calibration decodes after (its answer is not kept).
@@ -351,25 +356,44 @@ def estimated_memory(
 
 
 def sequences_within(
-    budget: int, *, model_bytes: int, cell_bytes: int, n_vocab: int, n_ctx: int, kv_unified: bool = False
+    budget: int,
+    *,
+    model_bytes: int,
+    cell_bytes: int,
+    n_vocab: int,
+    n_ctx: int,
+    kv_unified: bool = False,
+    working: int | None = None,
 ) -> int:
     """The most live sequences whose :func:`estimated_memory` stays within ``budget`` (at least 1,
-    at most llama.cpp's 252).
+    at most llama.cpp's 252), and, with ``working``, within the weights plus ``working`` bytes
+    unless that would leave fewer than the baseline's 16 (then ``budget`` alone decides up to 16).
 
     >>> sequences_within(300 * 10**6, model_bytes=10**8, cell_bytes=1000, n_vocab=1000, n_ctx=1000)
     128
+    >>> sequences_within(300 * 10**6, model_bytes=10**8, cell_bytes=1000, n_vocab=1000, n_ctx=1000, working=10**8)
+    28
+    >>> sequences_within(300 * 10**6, model_bytes=10**8, cell_bytes=1000, n_vocab=1000, n_ctx=1000, working=10**7)
+    16
     """
     args = {"model_bytes": model_bytes, "cell_bytes": cell_bytes, "n_vocab": n_vocab, "n_ctx": n_ctx}
-    lo, hi = 1, 252
-    if estimated_memory(hi, kv_unified=kv_unified, **args) <= budget:
-        return hi
-    while lo < hi:  # the largest n that fits
-        mid = (lo + hi + 1) // 2
-        if estimated_memory(mid, kv_unified=kv_unified, **args) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+
+    def largest(limit: int, hi: int) -> int:
+        lo = 1
+        if estimated_memory(hi, kv_unified=kv_unified, **args) <= limit:
+            return hi
+        while lo < hi:  # the largest n that fits
+            mid = (lo + hi + 1) // 2
+            if estimated_memory(mid, kv_unified=kv_unified, **args) <= limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    fit = largest(budget, 252)
+    if working is None:
+        return fit
+    return min(fit, max(largest(model_bytes + working, 252), BASELINE[1]))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -679,6 +703,7 @@ class EngineTuner:
         self.batch = batch
         self.gpu_layers = gpu_layers
         self.memory = memory_budget(max_memory)
+        self.working = None if max_memory else DEFAULT_WORKING_MEMORY
         self.cache = cache
         self.say = say or (lambda _msg: None)
         self._settings: dict[str, EngineSettings] = {}
@@ -722,6 +747,7 @@ class EngineTuner:
             max_sequences=s.sequences,
             kv_unified=s.kv_unified,
             memory_budget=self.memory,
+            memory_working=self.working,
             **kw,
         )
         if gen.max_sequences < s.sequences:
@@ -800,7 +826,7 @@ class EngineTuner:
         )
         gen = LlamaCppGenerator(
             path, n_ctx=PROBE_CTX, n_threads=max(threads), n_gpu_layers=gpu, max_sequences=max(seqs),
-            memory_budget=self.memory,
+            memory_budget=self.memory, memory_working=self.working,
         )  # fmt: skip
         try:
             fitting = tuple(n for n in seqs if n <= gen.max_sequences) or (gen.max_sequences,)

@@ -294,6 +294,26 @@ def test_memory_budget_caps_live_sequences(tiny_base_gguf: Path) -> None:
         assert tiny.max_sequences == 1  # never below one
 
 
+def test_default_working_memory_caps_sequences_but_never_below_sixteen(tiny_base_gguf: Path) -> None:
+    """Without --max-memory the tuner also keeps what lies beyond the weights within
+    DEFAULT_WORKING_MEMORY (the quick study's 2 GB target), never below the old fixed 16."""
+    assert EngineTuner(batch=64, threads=1).working == tuning.DEFAULT_WORKING_MEMORY
+    assert EngineTuner(batch=64, threads=1, max_memory="64G").working is None
+    with LlamaCppGenerator(tiny_base_gguf, n_ctx=1024, max_sequences=64) as free:
+        cell, size, vocab = free.kv_cell_bytes(), free.info.size, free.n_vocab
+    args = {"model_bytes": size, "cell_bytes": cell, "n_vocab": vocab, "n_ctx": 1024}
+    working = tuning.estimated_memory(40, **args) - size  # room for 40 sequences beyond the weights
+    with LlamaCppGenerator(
+        tiny_base_gguf, n_ctx=1024, max_sequences=64, memory_budget=2**40, memory_working=working
+    ) as capped:
+        assert capped.max_sequences == 40
+    with LlamaCppGenerator(
+        tiny_base_gguf, n_ctx=1024, max_sequences=64, memory_budget=2**40, memory_working=1
+    ) as floor:
+        assert floor.max_sequences == 16  # the old fixed setting stays available
+    assert sequences_within(tuning.estimated_memory(8, **args), working=1, **args) == 8  # the budget still rules
+
+
 def test_set_parallelism_checks_its_bounds(tiny_base_gguf: Path) -> None:
     with LlamaCppGenerator(tiny_base_gguf, n_ctx=256, max_sequences=8) as gen:
         gen.set_parallelism(n_threads=2, max_sequences=3)
