@@ -52,7 +52,9 @@ from typing import Any, BinaryIO
 
 from . import __version__
 from .errors import ConfigError, LiteAlignError
+from .explain import DERIVED_PARTS, ENCODER_PARTS, JUDGE_PARTS, part_is
 from .jsonio import loads as json_loads
+from .metrics.registry import is_embedding_metric, metrics, similarities, similarity
 
 FORMAT = "lite_align.bundle/1"
 INDEX = "BUNDLE.json"
@@ -639,10 +641,17 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def compare_figures(bundled: Any, recomputed: Any, *, skip: Callable[[str], bool] = lambda _: False) -> FigureCheck:
+def compare_figures(
+    bundled: Any,
+    recomputed: Any,
+    *,
+    skip: Callable[[str], bool] = lambda _: False,
+    skip_keys: Callable[[tuple[str, ...]], bool] = lambda _: False,
+) -> FigureCheck:
     """Every figure of ``bundled`` against ``recomputed``, walking the bundled document: numbers
     within float noise (REL_TOL, ABS_TOL; NaN equals None), everything else exactly. Parts that
-    ``skip(path)`` names, or that the recomputation lacks, are counted as not recomputed.
+    ``skip(path)`` names (a dotted path) or ``skip_keys(keys)`` (the path's keys: a set's name may
+    hold dots), or that the recomputation lacks, are counted as not recomputed.
 
     >>> compare_figures({"a": {"x": 0.5, "n": 3}}, {"a": {"x": 0.5000001, "n": 3}}).mismatches
     []
@@ -653,7 +662,7 @@ def compare_figures(bundled: Any, recomputed: Any, *, skip: Callable[[str], bool
     not_recomputed = 0
     mismatches: list[dict[str, Any]] = []
 
-    def walk(b: Any, r: Any, where: str) -> None:
+    def walk(b: Any, r: Any, where: str, keys: tuple[str, ...]) -> None:
         nonlocal compared, not_recomputed
         if isinstance(b, Mapping):
             if not isinstance(r, Mapping):
@@ -664,14 +673,14 @@ def compare_figures(bundled: Any, recomputed: Any, *, skip: Callable[[str], bool
                 if k == "format":
                     continue
                 path = f"{where}.{k}" if where else str(k)
-                if skip(path) or k not in r:
+                if skip(path) or skip_keys((*keys, str(k))) or k not in r:
                     not_recomputed += _leaves(v)
                     continue
-                walk(v, r[k], path)
+                walk(v, r[k], path, (*keys, str(k)))
             return
         if isinstance(b, list) and isinstance(r, list) and len(b) == len(r):
             for i, (bv, rv) in enumerate(zip(b, r, strict=True)):
-                walk(bv, rv, f"{where}[{i}]")
+                walk(bv, rv, f"{where}[{i}]", keys)
             return
         compared += 1
         number_like = (_is_number(b) or b is None) and (_is_number(r) or r is None)
@@ -679,16 +688,25 @@ def compare_figures(bundled: Any, recomputed: Any, *, skip: Callable[[str], bool
         if not same:
             mismatches.append({"figure": where, "bundled": b, "recomputed": r})
 
-    walk(bundled, _plain(recomputed), "")
+    walk(bundled, _plain(recomputed), "", ())
     return FigureCheck(compared, mismatches, not_recomputed)
 
 
-_EMBEDDING_PARTS = re.compile(r"(^|\.)(embedding\w*|bertscore\w*|verdict|finding|sentences?\w*)(\.|\[|$)")
-_JUDGE_PARTS = re.compile(r"^explain\.(judge|stance|quality\.judge|coverage\.judge)(\.|\[|$)")
-# the explanation sentence and notes draw on the judge's and the embedding figures
-_JUDGE_DEPENDENT = re.compile(r"^explain\.(explanation|notes)(\.|\[|$)")
-# the quality filters' off-topic test compares embeddings, and what passes the filters follows from it
-_FILTER_PARTS = re.compile(r"^explain\.quality\.filters(\.|\[|$)")
+def needs_encoder(keys: tuple[str, ...]) -> bool:
+    """Whether the figure at ``keys`` in a results document comes from the sentence encoder, as the
+    metric registry and the explain module declare it: a registered metric or similarity that
+    needs it, a verdict or finding drawn from such figures, an explain part computed from it."""
+    if len(keys) >= 3 and keys[0] == "diversity":
+        key = keys[3] if len(keys) == 4 and keys[2] == "ci" else keys[2]
+        return len(keys) in (3, 4) and is_embedding_metric(key)
+    if len(keys) == 3 and keys[0] == "recover":
+        if keys[2] == "verdict":  # drawn from every similarity
+            return any(s.needs_encoder for s in similarities())
+        sim = similarity(keys[2])
+        return sim is not None and sim.needs_encoder
+    if keys == ("finding",):  # drawn from the metrics that name themselves for it
+        return any(m.finding and is_embedding_metric(m.key) for m in metrics())
+    return keys[:1] == ("explain",) and part_is(keys[1:], ENCODER_PARTS)
 
 
 @dataclass
@@ -794,7 +812,7 @@ def _replay_run(root: Path, entry: Mapping[str, Any], embedder: Any, lexical_onl
     conditions = (manifest.get("settings") or {}).get("conditions") or list(found)
     sets = {c: found[c] for c in conditions if c in found}
     prompts: dict[int, str] = next((dict(s.prompts) for s in sets.values() if s.prompts), {})
-    results = analyse(sets, embedder=embedder, prompts=prompts)
+    results = analyse(sets, embedder=embedder, prompts=prompts).to_json()
     notes = []
     judged = False
     if "explain" in bundled:
@@ -805,7 +823,7 @@ def _replay_run(root: Path, entry: Mapping[str, Any], embedder: Any, lexical_onl
             if judged:
                 notes.append("the judge's figures are not recomputed (they need the judge model)")
     skip = _skipper(lexical_only, judged)
-    check = compare_figures(bundled, results, skip=skip)
+    check = compare_figures(bundled, results, skip_keys=skip)
     if lexical_only:
         notes.append(
             "--lexical-only: embedding figures, verdicts, the finding and the quality filters were not recomputed"
@@ -814,13 +832,14 @@ def _replay_run(root: Path, entry: Mapping[str, Any], embedder: Any, lexical_onl
     return ReplayItem(entry["name"], "run", str(run_dir), manifest, results, sets, prompts, TEACHER, check, notes)
 
 
-def _skipper(lexical_only: bool, judged: bool = False) -> Callable[[str], bool]:
-    def skip(path: str) -> bool:
-        if judged and _JUDGE_PARTS.search(path):
+def _skipper(lexical_only: bool, judged: bool = False) -> Callable[[tuple[str, ...]], bool]:
+    def skip(keys: tuple[str, ...]) -> bool:
+        inside = keys[1:] if keys[:1] == ("explain",) else None
+        if judged and inside is not None and part_is(inside, JUDGE_PARTS):
             return True
-        if (judged or lexical_only) and _JUDGE_DEPENDENT.search(path):  # the sentence draws on both
-            return True
-        return lexical_only and bool(_EMBEDDING_PARTS.search(path) or _FILTER_PARTS.search(path))
+        if (judged or lexical_only) and inside is not None and part_is(inside, DERIVED_PARTS):
+            return True  # the sentence draws on both
+        return lexical_only and needs_encoder(keys)
 
     return skip
 
@@ -855,7 +874,7 @@ def _replay_released(root: Path, entry: Mapping[str, Any], lexical_only: bool) -
     if record.get("embeddings") and lexical_only:
         notes.append("--lexical-only: embedding figures were not recomputed")
     dropped = lexical_only and bool(record.get("embeddings"))  # a lexical analysis loses nothing
-    check = compare_figures(record.get("results") or {}, inp.results, skip=_skipper(dropped))
+    check = compare_figures(record.get("results") or {}, inp.results, skip_keys=_skipper(dropped))
     return ReplayItem(
         entry["name"],
         "released",

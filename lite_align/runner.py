@@ -446,7 +446,7 @@ def execute(
             prompt_texts = {p.id: p.text for p in plan.prompt_set.prompts}
             from .analysis import analyse
 
-            results = analyse(sets, embedder=embedder, prompts=prompt_texts)
+            results = analyse(sets, embedder=embedder, prompts=prompt_texts).to_json()
             if "base" in sets and TEACHER in sets:
                 t2 = time.perf_counter()
                 results["explain"] = explain_run(prep, sets["base"], sets[TEACHER], embedder, prompt_texts)
