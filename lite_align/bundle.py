@@ -956,6 +956,7 @@ __all__ = [
     "Replay",
     "compare_figures",
     "model_files_size",
+    "needs_encoder",
     "pack_bundle",
     "replay_bundle",
     "unpack_bundle",
