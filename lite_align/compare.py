@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .analysis import analyse, diversity_table, max_samples, recover_table
-from .conditions import ALL_CONDITIONS, GREEDY_SUFFIX, TEACHER, is_teacher
+from .conditions import GREEDY_SUFFIX, TEACHER, is_teacher, order_rank
 from .data import SampleSet
 from .errors import ConfigError, LiteAlignError, PromptFileError, RunDirError
 from .metrics.cross import cross_similarity
@@ -108,8 +108,7 @@ def _embedder(embeddings: bool, name: str | None = None) -> Any:
 
 
 def _ordered(sets: list[SampleSet]) -> dict[str, SampleSet]:
-    rank = {c: i for i, c in enumerate(ALL_CONDITIONS)}
-    ordered = sorted(sets, key=lambda s: (rank.get(s.label, len(rank)), s.label))
+    ordered = sorted(sets, key=lambda s: (order_rank(s.label), s.label))
     return {s.label: s for s in ordered}
 
 

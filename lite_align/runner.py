@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .conditions import PRESETS, TEACHER, is_greedy, parse_conditions
+from .conditions import PRESETS, TEACHER, condition, is_greedy, parse_conditions
 from .data import Sample
 from .errors import ConfigError, LiteAlignError, RunDirError
 from .jsonio import loads as json_loads
@@ -583,7 +583,7 @@ def plan_run(
 
     view = _StoreView(prep.out_dir, prep.identity)
     cache = calibration_cache or CalibrationCache()
-    if embedder is None and any(c.startswith("icl-knn") for c in prep.plan.settings.conditions):
+    if embedder is None and any(condition(c).needs_embedder for c in prep.plan.settings.conditions):
         embedder = load_embedder(prep.registry, prep.options.embedder)
     session = _OneModel(open_generator or open_llama(prep.options, prep.tuner))
     embed = (lambda texts: embedder.embed(texts)) if embedder is not None else None
