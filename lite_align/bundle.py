@@ -54,7 +54,9 @@ from . import __version__
 from .errors import ConfigError, LiteAlignError
 from .explain import DERIVED_PARTS, ENCODER_PARTS, JUDGE_PARTS, part_is
 from .jsonio import loads as json_loads
+from .loaders import load_embedder
 from .metrics.registry import is_embedding_metric, metrics, similarities, similarity
+from .registry import load_registry
 
 FORMAT = "lite_align.bundle/1"
 INDEX = "BUNDLE.json"
@@ -761,9 +763,6 @@ class Replay:
 def _replay_embedder(name: str | None, recorded: str | None, root: Path) -> tuple[Any, str]:
     """The sentence encoder for embedding figures: ``name`` (--embedder), else the one the runs
     recorded, looked up in the bundle's models.toml, then the local one; else the default."""
-    from .registry import load_registry
-    from .runner import load_embedder
-
     wanted = name or recorded
     registries = []
     for where in (root / "models.toml", None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .generation import backend
 from .registry import install_hint, load_registry, locate, package_dir, resolve
 
 
@@ -15,7 +16,8 @@ def model_rows(registry_path: str | None = None) -> tuple[list[dict[str, Any]], 
     reg = load_registry(registry_path)
     rows = []
     for spec in reg.models.values():
-        path = locate(spec) if spec.backend == "llama.cpp" else None
+        local = backend(spec.backend).local_file
+        path = locate(spec) if local else None
         row: dict[str, Any] = {
             "name": spec.name,
             "role": spec.role,
@@ -38,7 +40,7 @@ def model_rows(registry_path: str | None = None) -> tuple[list[dict[str, Any]], 
         if path is not None:
             row["size"] = path.stat().st_size
             row["sha256"] = sha256_file(path)
-        if spec.backend == "llama.cpp":
+        if local:
             row.update(lock_state(reg.path, spec.name, path, row["sha256"]))
         else:
             row.update({"pulled": None, "locked": None})

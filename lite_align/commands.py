@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .data import SampleSet, failure_text
-from .errors import SamplesFileError
+from .data import ModelRef, SampleSet, failure_text
+from .errors import ConfigError, SamplesFileError
+from .generation import backend
+from .loaders import model_ref, open_generator, open_judge, registry_embedder
+from .registry import load_registry
 
 
 def _sets_by_path(paths: list[str]) -> dict[str, SampleSet]:
@@ -38,7 +41,7 @@ def diversity_of_paths(paths: list[str], *, embeddings: bool = False, embedder: 
     from .analysis import diversity_table
 
     sets = _sets_by_path(paths)
-    encoder = _embedder(embedder) if embeddings else None
+    encoder = registry_embedder(embedder) if embeddings else None
     return diversity_table(sets, encoder, require_pairs=False)
 
 
@@ -59,7 +62,7 @@ def recover_paths(
     base = _single(baseline, "--baseline") if baseline else None
     cands = _sets_by_path(candidates)
     _check_line_counts(ref, [*cands.values(), *([base] if base else [])])
-    encoder = _embedder(embedder) if embeddings else None
+    encoder = registry_embedder(embedder) if embeddings else None
     if base is not None:
         # greedy comparisons: the reference's (greedy) sample 0 against the sampled baseline
         return recover_table(ref, cands, encoder, baseline=base, greedy_reference=ref)
@@ -95,19 +98,10 @@ def stance_of_paths(paths: list[str], samples_per_prompt: int) -> dict[str, Any]
     return out
 
 
-def _bench_model_path(model: str | None, registry_path: str | None) -> tuple[str, Any]:
-    from .gguf_check import inspect_gguf
-    from .registry import load_registry, resolve_model_arg
-
+def _bench_model(model: str | None, registry_path: str | None) -> ModelRef:
+    """--model (a registry name or a .gguf path; default: the default pair's base model), resolved."""
     reg = load_registry(registry_path)
-    name = model or reg.pair(reg.default_pair).base
-    spec, path = resolve_model_arg(reg, name, "base")
-    if spec.backend != "llama.cpp":
-        from .errors import ConfigError
-
-        raise ConfigError(f"--model: {name} is served by {spec.backend}; bench measures local GGUF models")
-    inspect_gguf(path)
-    return spec.name, path
+    return model_ref(reg, model or reg.pair(reg.default_pair).base, "base")
 
 
 def bench_model(
@@ -120,11 +114,19 @@ def bench_model(
     say: Any = None,
     **sizes: Any,
 ) -> dict[str, Any]:
-    """``lite-align bench``: one setting (auto: the calibrated one, as ``run`` uses)."""
-    from .bench import run_bench
+    """``lite-align bench``: one setting (auto: the calibrated one, as ``run`` uses). A model of a
+    backend that is not a local file is measured through its generator as it is (engine tokens/s)."""
+    from .bench import run_bench, run_bench_generator
     from .tuning import EngineTuner
 
-    name, path = _bench_model_path(model, registry_path)
+    ref = _bench_model(model, registry_path)
+    if not backend(ref.backend).local_file:
+        gen = open_generator(ref)
+        try:
+            return run_bench_generator(gen, ref.name, ref.backend, progress=say, **sizes)
+        finally:
+            gen.close()
+    name, path = ref.name, ref.path
     settings = EngineTuner.from_options(threads, batch, gpu_layers, say=say).settings_for(path)
     result = run_bench(
         path,
@@ -145,8 +147,6 @@ def parse_grid(value: str | None, option: str, default: tuple[int, ...], *, low:
     >>> parse_grid("2,1", "--threads", (1,)), parse_grid(None, "--batch", (16,))
     ((1, 2), (16,))
     """
-    from .errors import ConfigError
-
     if value is None or value.strip().lower() == "auto":
         return default
     try:
@@ -173,7 +173,10 @@ def bench_sweep(
     from .bench import SWEEP_SEQUENCES, run_sweep, sweep_sequences
     from .tuning import ALL_LAYERS, cpu_budget, prepare_threads, thread_candidates
 
-    name, path = _bench_model_path(model, registry_path)
+    ref = _bench_model(model, registry_path)
+    if not backend(ref.backend).local_file:
+        raise ConfigError(f"--sweep: {ref.name} is served by {ref.backend}; a sweep tunes local GGUF models")
+    name, path = ref.name, ref.path
     thread_grid = parse_grid(threads, "--threads", thread_candidates(cpu_budget().threads))
     prepare_threads(max(thread_grid))
     import llama_cpp
@@ -186,21 +189,6 @@ def bench_sweep(
     result["model"] = name
     result["gpu_offload"] = bool(llama_cpp.llama_supports_gpu_offload())
     return result
-
-
-def _embedder(name: str | None = None) -> Any:
-    """The registry's embedder ``name`` (--embedder), else its default one."""
-    from .errors import RegistryError
-    from .registry import load_registry
-    from .runner import load_embedder
-
-    try:
-        registry = load_registry()
-    except RegistryError:  # analysing files outside a project: the packaged default encoder
-        if name:
-            raise
-        registry = None
-    return load_embedder(registry, name)
 
 
 def _pick(path: str, default_condition: str, what: str) -> SampleSet:
@@ -217,26 +205,6 @@ def _pick(path: str, default_condition: str, what: str) -> SampleSet:
             f"{what} {path}: no condition '{name}' (it holds {', '.join(sets)}); write {base_path}#CONDITION"
         )
     return _usable(sets[name], f"{what} {path}")
-
-
-def open_judge(model: str, registry_path: str | None = None, *, threads: int | None = None) -> Any:
-    """A local GGUF chat model as the judge (registry name or .gguf path). ``threads`` None: the
-    count calibrated fastest for this model at the judge's 4 sequences (lite_align.tuning)."""
-    from .gguf_check import inspect_gguf, sha256_file
-    from .judge import Judge
-    from .registry import load_registry, resolve_model_arg
-    from .tuning import EngineTuner
-
-    spec, path = resolve_model_arg(load_registry(registry_path), model, "chat")
-    inspect_gguf(path)
-    # a judge prompt holds at most two answers cut to ~500 tokens each: 3072 cells, 4 sequences at a
-    # time keep the KV cache of a small judge well under a gigabyte
-    gen = EngineTuner(threads=threads, batch=JUDGE_SEQUENCES).open(path, n_ctx=JUDGE_CTX)
-    return Judge(gen, sha256_file(path), name=spec.name)
-
-
-JUDGE_CTX = 3072
-JUDGE_SEQUENCES = 4
 
 
 def explain_paths(
@@ -262,7 +230,12 @@ def explain_paths(
     the_judge = open_judge(judge, registry) if judge else None
     try:
         result = explain(
-            b, a, embedder=_embedder(embedder), judge=the_judge, prompts=texts or None, judge_prompts=judge_prompts
+            b,
+            a,
+            embedder=registry_embedder(embedder),
+            judge=the_judge,
+            prompts=texts or None,
+            judge_prompts=judge_prompts,
         )
         from .judge_check import with_agreement
 

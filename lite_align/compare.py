@@ -38,6 +38,7 @@ from .analysis import analyse, diversity_table, max_samples, recover_table
 from .conditions import GREEDY_SUFFIX, TEACHER, is_teacher, order_rank
 from .data import SampleSet
 from .errors import ConfigError, LiteAlignError, PromptFileError, RunDirError
+from .loaders import load_embedder, registry_embedder
 from .metrics.cross import cross_similarity
 from .metrics.registry import Inputs, families, similarities
 from .stats import N_BOOT, SEED, Estimate, diff_ci
@@ -98,13 +99,7 @@ def load_report_input(
 def _embedder(embeddings: bool, name: str | None = None) -> Any:
     if not embeddings:
         return None
-    if name:
-        from .commands import _embedder as registry_embedder
-
-        return registry_embedder(name)
-    from .runner import load_embedder
-
-    return load_embedder()
+    return registry_embedder(name) if name else load_embedder()
 
 
 def _ordered(sets: list[SampleSet]) -> dict[str, SampleSet]:

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, MissingDependencyError, ModelFileError, ModelNotFoundError
+from .jsonio import loads as json_loads
 from .sqlite_cache import delete_files, is_corrupt, open_versioned, unusable
 
 CACHE_FORMAT = "lite_align-embeddings"
@@ -603,3 +604,30 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to length 1 (a zero row stays zero), float32."""
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return np.asarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# What `lite-align embedders export` leaves beside its ONNX file (read when a spec is built)
+
+SIDECAR = "embedder.json"
+SIDECAR_FORMAT = "lite_align.embedder/1"
+
+
+def exported_settings(onnx_path: Path) -> dict[str, Any]:
+    """``dim`` and ``pooling`` of an exported model, read from ``embedder.json`` beside it
+    ({} when there is none, as for models not written by :func:`export_embedder`)."""
+    path = Path(onnx_path).with_name(SIDECAR)
+    try:
+        data = json_loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        raise ConfigError(f"{path} is not valid JSON; export the embedder again or delete the file") from None
+    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
+        raise ConfigError(f"{path}: expected format {SIDECAR_FORMAT}; export the embedder again or delete the file")
+    out: dict[str, Any] = {}
+    if isinstance(data.get("dim"), int):
+        out["dim"] = data["dim"]
+    if data.get("pooling") in ("mean", "cls"):
+        out["pooling"] = data["pooling"]
+    return out

@@ -32,11 +32,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .embed import SIDECAR, SIDECAR_FORMAT, exported_settings
 from .errors import ConfigError, LiteAlignError, MissingDependencyError, ModelFileError, RegistryError
-from .jsonio import loads as json_loads
 
-SIDECAR = "embedder.json"
-SIDECAR_FORMAT = "lite_align.embedder/1"
 EXPORT_INSTALL = "./install.sh --export (or: pip install torch==2.13.0, then pip install 'lite_align[export]')"
 OPSET = 17
 CHECK_COSINE = 0.999
@@ -54,26 +52,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # What an export leaves beside its ONNX file
 
 
-def exported_settings(onnx_path: Path) -> dict[str, Any]:
-    """``dim`` and ``pooling`` of an exported model, read from ``embedder.json`` beside it
-    ({} when there is none, as for models not written by :func:`export_embedder`)."""
-    path = Path(onnx_path).with_name(SIDECAR)
-    try:
-        data = json_loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError):
-        raise ConfigError(f"{path} is not valid JSON; export the embedder again or delete the file") from None
-    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
-        raise ConfigError(f"{path}: expected format {SIDECAR_FORMAT}; export the embedder again or delete the file")
-    out: dict[str, Any] = {}
-    if isinstance(data.get("dim"), int):
-        out["dim"] = data["dim"]
-    if data.get("pooling") in ("mean", "cls"):
-        out["pooling"] = data["pooling"]
-    return out
-
-
 # --------------------------------------------------------------------------------------------------
 # Listing
 
@@ -82,8 +60,8 @@ def embedder_rows(registry_path: str | None = None) -> list[dict[str, Any]]:
     """One row per ``[embedders.NAME]``: name, default, present, size (ONNX + tokenizer bytes),
     sha256 of the ONNX file (and whether it matches the entry's), source, and why it is missing."""
     from .gguf_check import sha256_file
+    from .loaders import embedder_spec
     from .registry import load_registry
-    from .runner import embedder_spec
 
     registry = load_registry(registry_path)
     rows = []

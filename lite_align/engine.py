@@ -55,12 +55,11 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import math
 import os
 import sys
 import time
 from collections import deque
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,53 +67,16 @@ from typing import Any
 import numpy as np
 
 from lite_align.errors import ConfigError, GenerationError, ModelFileError
+
+# the generation contract's types, used here and re-exported for readers of this module
+from lite_align.generation.base import GenerationRequest as GenerationRequest
+from lite_align.generation.base import GenerationResult as GenerationResult
+from lite_align.generation.base import SamplingParams as SamplingParams
 from lite_align.gguf_check import inspect_gguf, sha256_file
 
 # ---------------------------------------------------------------------------------------------
 # Plain data: what the study code passes in and gets back
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    temperature: float = 0.5  # 0 => greedy (argmax)
-    repetition_penalty: float = 1.1  # HF/TGI semantics: see apply_repetition_penalty
-    max_tokens: int = 700
-    stop: tuple[str, ...] = ()  # stop strings; the text is returned WITHOUT the stop string
-    grammar: str | None = None  # GBNF text (root rule "root") constraining every sampled token
-
-    def __post_init__(self) -> None:
-        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
-            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
-        if not (self.repetition_penalty > 0 and math.isfinite(self.repetition_penalty)):
-            raise ConfigError(f"repetition penalty must be > 0, got {self.repetition_penalty}")
-        if self.max_tokens < 1:
-            raise ConfigError(f"max_tokens must be >= 1, got {self.max_tokens}")
-        if any(not s for s in self.stop):
-            raise ConfigError("stop strings must not be empty")
-        if self.grammar is not None and not self.grammar.strip():
-            raise ConfigError("grammar must be GBNF text or None, got an empty string")
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    key: Hashable  # opaque, returned with each result, e.g. ("icl-knn", 17)
-    prompt: str  # the full prompt text, already formatted (chat prompts already rendered)
-    seeds: tuple[int, ...]  # one per sample; n = len(seeds)
-    params: SamplingParams = SamplingParams()
-    prefix: str = ""  # a leading part of ``prompt`` shared with other requests; decoded once
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    key: Hashable
-    sample_index: int
-    seed: int
-    text: str
-    completion_tokens: int  # tokens sampled, the end-of-generation token included
-    prompt_tokens: int
-    finish_reason: str  # "stop" (stop string or end-of-generation token) | "length"
-    seconds: float  # wall time attributable to this sample (its share of every step it was in)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from lite_align.engine import GenerationRequest, SamplingParams
 from lite_align.errors import ConfigError, PromptFileError
+from lite_align.generation.base import GenerationRequest, SamplingParams
 from lite_align.jsonio import loads as json_loads
 from lite_align.sqlite_cache import open_versioned, unusable
 
@@ -468,6 +468,7 @@ class JudgeGenerator(Protocol):
     def generate(self, requests: Sequence[GenerationRequest]) -> Any: ...
     def render_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str: ...
     def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]: ...
+    def close(self) -> None: ...
 
 
 @dataclass

@@ -540,7 +540,7 @@ def check_judge(
 ) -> dict[str, Any]:
     """`lite-align judge check`: open the judge (default: the default pair's chat model, the
     embedded judge), measure it on the calibration set and, when asked, against the release."""
-    from .commands import open_judge
+    from .loaders import open_judge
     from .registry import load_registry
 
     cal = load_calibration(calibration)

@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .errors import DownloadError, ModelFileError, ModelNotFoundError, RegistryError
+from .generation import backend
 from .lock import LockEntry, read_lock, record, relative_to_lock
 from .paths import models_dirs
 from .registry import ModelSpec, Registry, registry_path
@@ -110,8 +111,9 @@ def _dest(spec: ModelSpec) -> Path:
 
 
 def _for_spec(spec: ModelSpec) -> PullTarget:
-    if spec.backend != "llama.cpp":
-        raise RegistryError(f"model '{spec.name}' is served by {spec.base_url}; there is no file to pull")
+    if not backend(spec.backend).local_file:
+        where = spec.base_url or f"the {spec.backend} backend"
+        raise RegistryError(f"model '{spec.name}' is served by {where}; there is no file to pull")
     if not spec.repo:
         how = f"it comes from the package {spec.package}" if spec.package else "it has no repo in the registry"
         raise RegistryError(

@@ -12,30 +12,21 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from . import prompts as fmt
 from .conditions import GREEDY_SUFFIX, TEACHER, is_greedy, is_teacher, sampled_twin
 from .conditions import condition as lookup_condition
-from .data import PromptSet, Sample
+from .data import ModelRef, PromptSet, Sample
 from .engine import raise_if_interrupted
 from .errors import GenerationError
+from .generation.base import Generator
 from .prompts import Example, PromptTexts
 from .store import RunStore
 
-# --- what the study needs from a generator (engine.LlamaCppGenerator, or a server backend) ----
-
-
-class Generator(Protocol):
-    def generate(self, requests: Sequence[Any]) -> Iterator[Any]: ...
-    def render_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str: ...
-    def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]: ...
-    def close(self) -> None: ...
-
-    @property
-    def timings(self) -> dict[str, float]: ...
+# --- what the study needs from a generator: lite_align.generation.Generator, any backend ------
 
 
 class Progress(Protocol):
@@ -53,18 +44,6 @@ class NoProgress:
 
     def finish(self) -> None:
         pass
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A resolved model: registry name, role, file and how it was found."""
-
-    name: str
-    role: str
-    path: str
-    family: str = ""
-    backend: str = "llama.cpp"
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -229,7 +208,7 @@ def _rendered(source: Mapping[int, Any], render: Callable[[Any], str], lazy: boo
 
 
 def _params(temperature: float, settings: StudySettings, max_tokens: int, stop: tuple[str, ...]) -> Any:
-    from .engine import SamplingParams
+    from .generation.base import SamplingParams
 
     return SamplingParams(
         temperature=temperature, repetition_penalty=settings.repetition_penalty, max_tokens=max_tokens, stop=stop
@@ -237,7 +216,7 @@ def _params(temperature: float, settings: StudySettings, max_tokens: int, stop: 
 
 
 def _request(key: Any, prompt: str, seeds: Sequence[int], params: Any, prefix: str = "") -> Any:
-    from .engine import GenerationRequest
+    from .generation.base import GenerationRequest
 
     return GenerationRequest(key=key, prompt=prompt, seeds=tuple(seeds), params=params, prefix=prefix)
 
@@ -283,7 +262,8 @@ class Study:
             return
         self.progress.start(label, total)
         for res in gen.generate(requests):
-            _, pid, indices, cond, mdl = res.key
+            key: Any = res.key  # the tuple _requests_for made
+            _, pid, indices, cond, mdl = key
             sample = Sample(
                 prompt_id=pid,
                 condition=cond,
@@ -296,7 +276,7 @@ class Study:
                 seconds=res.seconds,
                 prompt_tokens=res.prompt_tokens,
             )
-            self.store.append(Path(res.key[0]), sample)
+            self.store.append(Path(key[0]), sample)
             raise_if_interrupted()  # a Ctrl-C deferred by llama.cpp's log callback stops here, sample saved
             self.generated += 1
             self.progress.advance()

@@ -532,7 +532,7 @@ def measure_cell(generator: Any, threads: int, sequences: int, steps: int) -> tu
     """Decode ``steps`` tokens in each of ``sequences`` samples of one prompt with ``threads``
     threads; returns (tokens per second of decoding, seconds). Prompt reading is not counted
     (the engine's own split: decode + sample + bookkeeping)."""
-    from .engine import GenerationRequest, SamplingParams
+    from .generation.base import GenerationRequest, SamplingParams
 
     generator.set_parallelism(n_threads=threads, max_sequences=sequences)
     params = SamplingParams(temperature=0.5, repetition_penalty=1.1, max_tokens=steps, stop=())
