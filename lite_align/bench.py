@@ -37,6 +37,8 @@ from typing import Any
 from lite_align.engine import LlamaCppGenerator
 from lite_align.generation.base import GenerationRequest, SamplingParams
 
+from .tuning import BASELINE, Cell, cpu_budget, select_across
+
 BENCH_INSTRUCTIONS = (
     "Below are queries from users, each followed by an answer written by a careful assistant. "
     "The assistant is helpful, honest and harmless. It answers the question that was asked, "
@@ -402,7 +404,6 @@ def run_sweep(
     (``tuning.select_across``: the best worst-case speed relative to 1 thread x 16 sequences,
     which is therefore always measured). The naive loop does not batch, so it is measured once
     per (threads, GPU layers) and shown in each of its cells."""
-    from .tuning import BASELINE, Cell, cpu_budget, select_across
 
     say = progress or (lambda _msg: None)
     threads = tuple(sorted(set(threads) | {BASELINE[0]}))

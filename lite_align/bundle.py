@@ -50,13 +50,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import __version__
+from .analysis import analyse
+from .compare import PAPER_SAMPLES, ordered_sets, read_released, released_dirs
+from .conditions import TEACHER
 from .errors import ConfigError, LiteAlignError
-from .explain import DERIVED_PARTS, ENCODER_PARTS, JUDGE_PARTS, part_is
+from .explain import DERIVED_PARTS, ENCODER_PARTS, JUDGE_PARTS, explain, part_is
 from .jsonio import loads as json_loads
 from .loaders import load_embedder
 from .metrics.registry import is_embedding_metric, metrics, similarities, similarity
-from .registry import load_registry
+from .paths import prompts_dir
+from .prompts import load_prompt_texts
+from .readers import read_samples
+from .registry import load_registry, registry_path
+from .store import read_manifest, read_results
+from .version import __version__
 
 FORMAT = "lite_align.bundle/1"
 INDEX = "BUNDLE.json"
@@ -108,8 +115,6 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def _run_entries(run_dir: Path, name: str) -> list[_Entry]:
-    from .readers import read_samples
-    from .store import read_manifest, read_results
 
     manifest = read_manifest(run_dir)  # a lite_align run, of a format this version reads
     if not (run_dir / "results.json").is_file():
@@ -145,7 +150,6 @@ def _released_entries(
     baseline: str | None,
     embeddings: bool,
 ) -> list[_Entry]:
-    from .compare import PAPER_SAMPLES, _released_dirs, read_released
 
     if path.is_file() and path.name != PAPER_SAMPLES:
         raise BundleError(f"{path}: pack released outputs as their folder or their {PAPER_SAMPLES}")
@@ -155,7 +159,7 @@ def _released_entries(
     elif (path / PAPER_SAMPLES).is_file():
         folders = [path]
     else:
-        folders = _released_dirs(path)
+        folders = released_dirs(path)
     root = f"released/{name}"
     entries = [e for folder in folders for e in _set_entries(folder, f"{root}/sets/{folder.name}")]
     record: dict[str, Any] = {
@@ -201,7 +205,6 @@ def _bundle_paths(manifest: Mapping[str, Any], record: Mapping[str, Any]) -> dic
 
 
 def _prompt_entries() -> list[_Entry]:
-    from .paths import prompts_dir
 
     d = prompts_dir()
     files = [d / f for f in ("system.txt", "static_examples.txt", "summarize.txt")]
@@ -210,7 +213,6 @@ def _prompt_entries() -> list[_Entry]:
 
 
 def _model_entries(run_dirs: Sequence[Path]) -> tuple[list[_Entry], list[dict[str, Any]]]:
-    from .store import read_manifest
 
     entries: list[_Entry] = []
     records: list[dict[str, Any]] = []
@@ -234,7 +236,6 @@ def _model_entries(run_dirs: Sequence[Path]) -> tuple[list[_Entry], list[dict[st
 
 def model_files_size(run_dirs: Iterable[str | Path]) -> int:
     """Bytes of the model files ``--with-models`` would add (for a warning before packing)."""
-    from .store import read_manifest
 
     sizes: dict[str, int] = {}
     for run_dir in run_dirs:
@@ -263,8 +264,6 @@ def pack_bundle(
     folder or a folder of such folders) to ``out``. ``reference``/``prompts``/``baseline``/
     ``embeddings`` are the analysis options of released outputs (as ``lite-align report`` takes
     them). The archive is written under a temporary name and renamed when complete."""
-    from .compare import PAPER_SAMPLES, _released_dirs
-    from .registry import registry_path
 
     if not paths:
         raise ConfigError("give at least one run directory or released samples to pack")
@@ -280,7 +279,7 @@ def pack_bundle(
             name = _unique(p.resolve().name, taken)
             entries += _run_entries(p, name)
             runs.append((name, p))
-        elif p.is_file() or (p / PAPER_SAMPLES).is_file() or _released_dirs(p):
+        elif p.is_file() or (p / PAPER_SAMPLES).is_file() or released_dirs(p):
             name = _unique(p.resolve().name if p.is_dir() else p.resolve().parent.name, taken)
             entries += _released_entries(
                 p, name, reference=reference, prompts=prompts, baseline=baseline, embeddings=embeddings
@@ -304,8 +303,6 @@ def pack_bundle(
         entries += model_entries
     texts_version = _prompt_texts_version()
     for name, run_dir in runs:
-        from .store import read_manifest
-
         used = read_manifest(run_dir).get("prompt_texts_version")
         if used and texts_version and used != texts_version:
             notes.append(f"run {name} used other prompt wording ({used}) than the prompts/ packed ({texts_version})")
@@ -355,7 +352,6 @@ def pack_bundle(
 
 
 def _prompt_texts_version() -> str:
-    from .prompts import load_prompt_texts
 
     try:
         return load_prompt_texts().version
@@ -792,22 +788,16 @@ def _recompute_explain(bundled: Any, sets: Mapping[str, Any], embedder: Any, pro
     """The judge-free part of a bundled ``explain`` section, recomputed (None when its sets are absent)."""
     if not isinstance(bundled, Mapping) or bundled.get("base") not in sets or bundled.get("aligned") not in sets:
         return None
-    from .explain import explain
 
     return explain(sets[bundled["base"]], sets[bundled["aligned"]], embedder=embedder, prompts=prompts)
 
 
 def _replay_run(root: Path, entry: Mapping[str, Any], embedder: Any, lexical_only: bool) -> ReplayItem:
-    from .analysis import analyse
-    from .compare import _ordered
-    from .conditions import TEACHER
-    from .readers import read_samples
-    from .store import read_manifest, read_results
 
     run_dir = root / entry["path"]
     manifest = read_manifest(run_dir)
     bundled = read_results(run_dir) or {}
-    found = _ordered(read_samples(run_dir))
+    found = ordered_sets(read_samples(run_dir))
     conditions = (manifest.get("settings") or {}).get("conditions") or list(found)
     sets = {c: found[c] for c in conditions if c in found}
     prompts: dict[int, str] = next((dict(s.prompts) for s in sets.values() if s.prompts), {})
@@ -844,7 +834,6 @@ def _skipper(lexical_only: bool, judged: bool = False) -> Callable[[tuple[str, .
 
 
 def _replay_released(root: Path, entry: Mapping[str, Any], lexical_only: bool) -> ReplayItem:
-    from .compare import read_released
 
     folder = root / entry["path"]
     try:
@@ -911,8 +900,6 @@ def replay_bundle(
         encoder = None
         encoder_note = ""
         if runs and not lexical_only:
-            from .store import read_manifest
-
             recorded = next(
                 (
                     (read_manifest(root / r["path"]).get("embedder") or {}).get("name")

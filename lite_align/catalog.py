@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from .generation import backend
+from .gguf_check import sha256_file
+from .lock import lock_state
 from .registry import install_hint, load_registry, locate, package_dir, resolve
 
 
 def model_rows(registry_path: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    from .gguf_check import sha256_file
-    from .lock import lock_state
 
     reg = load_registry(registry_path)
     rows = []

@@ -7,16 +7,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from .analysis import diversity_table, recover_table
+from .bench import SWEEP_SEQUENCES, run_bench, run_bench_generator, run_sweep, sweep_sequences
+from .compare import released_prompts
 from .data import ModelRef, SampleSet, failure_text
 from .errors import ConfigError, SamplesFileError
+from .explain import explain
 from .generation import backend
+from .judge_check import with_agreement
 from .loaders import model_ref, open_generator, open_judge, registry_embedder
+from .metrics.stance import stance_summary
+from .readers import check_aligned, read_samples, read_stance_labels
 from .registry import load_registry
+from .tuning import ALL_LAYERS, EngineTuner, cpu_budget, prepare_threads, thread_candidates
 
 
 def _sets_by_path(paths: list[str]) -> dict[str, SampleSet]:
     """PATH -> its sample set; a run directory with several conditions gives 'PATH[condition]'."""
-    from .readers import read_samples
 
     out: dict[str, SampleSet] = {}
     for p in paths:
@@ -38,7 +45,6 @@ def _usable(s: SampleSet, name: str) -> SampleSet:
 
 
 def diversity_of_paths(paths: list[str], *, embeddings: bool = False, embedder: str | None = None) -> dict[str, Any]:
-    from .analysis import diversity_table
 
     sets = _sets_by_path(paths)
     encoder = registry_embedder(embedder) if embeddings else None
@@ -56,7 +62,6 @@ def _single(path: str, what: str) -> SampleSet:
 def recover_paths(
     reference: str, candidates: list[str], baseline: str | None, *, embeddings: bool = True, embedder: str | None = None
 ) -> dict[str, Any]:
-    from .analysis import recover_table
 
     ref = _single(reference, "--reference")
     base = _single(baseline, "--baseline") if baseline else None
@@ -74,7 +79,6 @@ def _check_line_counts(reference: SampleSet, others: list[SampleSet]) -> None:
     line count than the reference belongs to another prompt set (or was cut short), and comparing
     the lines they share would silently measure a subset. lite_align runs may lack skipped prompts,
     so they are matched by prompt id instead."""
-    from .readers import check_aligned
 
     def is_run(s: SampleSet) -> bool:
         return str(s.settings.get("format", "")).startswith("lite_align.run")
@@ -88,8 +92,6 @@ def _check_line_counts(reference: SampleSet, others: list[SampleSet]) -> None:
 
 
 def stance_of_paths(paths: list[str], samples_per_prompt: int) -> dict[str, Any]:
-    from .metrics.stance import stance_summary
-    from .readers import read_stance_labels
 
     out = {}
     for p in paths:
@@ -116,8 +118,6 @@ def bench_model(
 ) -> dict[str, Any]:
     """``lite-align bench``: one setting (auto: the calibrated one, as ``run`` uses). A model of a
     backend that is not a local file is measured through its generator as it is (engine tokens/s)."""
-    from .bench import run_bench, run_bench_generator
-    from .tuning import EngineTuner
 
     ref = _bench_model(model, registry_path)
     if not backend(ref.backend).local_file:
@@ -170,8 +170,6 @@ def bench_sweep(
 ) -> dict[str, Any]:
     """``lite-align bench --sweep``: tokens/s over threads x live sequences (x GPU layers where
     the llama.cpp build offloads), with the cell the auto selection rule picks."""
-    from .bench import SWEEP_SEQUENCES, run_sweep, sweep_sequences
-    from .tuning import ALL_LAYERS, cpu_budget, prepare_threads, thread_candidates
 
     ref = _bench_model(model, registry_path)
     if not backend(ref.backend).local_file:
@@ -193,7 +191,6 @@ def bench_sweep(
 
 def _pick(path: str, default_condition: str, what: str) -> SampleSet:
     """``PATH`` or ``PATH#condition``: one sample set; a run directory defaults to ``default_condition``."""
-    from .readers import read_samples
 
     base_path, _, condition = path.partition("#")
     sets = {s.label: s for s in read_samples(base_path)}
@@ -219,9 +216,6 @@ def explain_paths(
 ) -> dict[str, Any]:
     from pathlib import Path
 
-    from .compare import released_prompts
-    from .explain import explain
-
     b, a = _pick(base, "base", "--base"), _pick(aligned, "chat", "--aligned")
     texts = {**a.prompts, **b.prompts}
     if prompts or not texts:
@@ -237,7 +231,6 @@ def explain_paths(
             prompts=texts or None,
             judge_prompts=judge_prompts,
         )
-        from .judge_check import with_agreement
 
         return with_agreement(result, the_judge)  # the judge's measured agreement heads its figures
     finally:

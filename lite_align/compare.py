@@ -41,7 +41,10 @@ from .errors import ConfigError, LiteAlignError, PromptFileError, RunDirError
 from .loaders import load_embedder, registry_embedder
 from .metrics.cross import cross_similarity
 from .metrics.registry import Inputs, families, similarities
+from .prompts import load_prompt_set
+from .readers import check_aligned, read_samples
 from .stats import N_BOOT, SEED, Estimate, diff_ci
+from .store import read_manifest, read_results
 
 __all__ = ["ReportInput", "compare_runs", "load_report_input", "read_run"]
 
@@ -86,7 +89,7 @@ def load_report_input(
                 "--reference, --prompts and --baseline are for released outputs; a run directory records them"
             )
         return read_run(p, embeddings=embeddings, embedder=embedder)
-    if p.is_file() or (p / PAPER_SAMPLES).is_file() or _released_dirs(p):
+    if p.is_file() or (p / PAPER_SAMPLES).is_file() or released_dirs(p):
         return read_released(
             p, reference=reference, prompts=prompts, baseline=baseline, embeddings=embeddings, embedder=embedder
         )
@@ -102,20 +105,18 @@ def _embedder(embeddings: bool, name: str | None = None) -> Any:
     return registry_embedder(name) if name else load_embedder()
 
 
-def _ordered(sets: list[SampleSet]) -> dict[str, SampleSet]:
+def ordered_sets(sets: list[SampleSet]) -> dict[str, SampleSet]:
     ordered = sorted(sets, key=lambda s: (order_rank(s.label), s.label))
     return {s.label: s for s in ordered}
 
 
 def read_run(path: str | Path, *, embeddings: bool = False, embedder: str | None = None) -> ReportInput:
     """A run directory's manifest, samples, prompt texts and results (recomputed when absent)."""
-    from .readers import read_samples
-    from .store import read_manifest, read_results
 
     run_dir = Path(path).expanduser()
     manifest = read_manifest(run_dir)
     manifest.setdefault("run_dir", str(run_dir))
-    sets = _ordered(read_samples(run_dir))
+    sets = ordered_sets(read_samples(run_dir))
     prompts, source = _run_prompts(manifest, sets)
     results = read_results(run_dir)
     if results is None:
@@ -133,8 +134,6 @@ def _run_prompts(manifest: Mapping[str, Any], sets: Mapping[str, SampleSet]) -> 
     ps = manifest.get("prompt_set") or {}
     source, sha = ps.get("source"), ps.get("sha256")
     if isinstance(source, str) and sha and Path(source).is_file():
-        from .prompts import load_prompt_set
-
         try:
             pset = load_prompt_set(source, limit=ps.get("n_prompts"))
         except PromptFileError:
@@ -144,7 +143,7 @@ def _run_prompts(manifest: Mapping[str, Any], sets: Mapping[str, SampleSet]) -> 
     return {}, ""
 
 
-def _released_dirs(p: Path) -> list[Path]:
+def released_dirs(p: Path) -> list[Path]:
     if not p.is_dir():
         return []
     return sorted(d for d in p.iterdir() if d.is_dir() and (d / PAPER_SAMPLES).is_file())
@@ -165,10 +164,9 @@ def read_released(
     Greedy outputs (one sample per prompt) have no baseline of their own: ``baseline`` names the
     reference's sampled outputs, whose within-reference similarity is the baseline (docs/method.md §6);
     without it, recoverability of a one-sample reference is left out and the manifest says why."""
-    from .readers import read_samples
 
     p = Path(path).expanduser()
-    dirs = _released_dirs(p) if p.is_dir() and not (p / PAPER_SAMPLES).is_file() else [p]
+    dirs = released_dirs(p) if p.is_dir() and not (p / PAPER_SAMPLES).is_file() else [p]
     found = [s for d in dirs for s in read_samples(d)]
     sets = {s.label: s for s in found}
     if reference is not None and reference not in sets:
@@ -223,8 +221,6 @@ def _set_brief(ss: SampleSet, samples: int) -> dict[str, Any]:
 def released_prompts(path: Path, given: str | None, sets: list[SampleSet]) -> tuple[dict[int, str], str]:
     """--prompts when given (it must match the samples), else ``instances/data.jsonl`` next to the
     outputs (the release's layout) when it matches, else none."""
-    from .prompts import load_prompt_set
-    from .readers import check_aligned
 
     if given is not None:
         pset = load_prompt_set(given)

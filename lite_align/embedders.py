@@ -32,8 +32,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .embed import SIDECAR, SIDECAR_FORMAT, exported_settings
+from .embed import SIDECAR, SIDECAR_FORMAT, EmbedderSpec, OnnxEmbedder, exported_settings, file_sha256
 from .errors import ConfigError, LiteAlignError, MissingDependencyError, ModelFileError, RegistryError
+from .gguf_check import sha256_file
+from .loaders import embedder_spec
+from .paths import cache_dir
+from .registry import load_registry, registry_path
 
 EXPORT_INSTALL = "./install.sh --export (or: pip install torch==2.13.0, then pip install 'lite_align[export]')"
 OPSET = 17
@@ -59,9 +63,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 def embedder_rows(registry_path: str | None = None) -> list[dict[str, Any]]:
     """One row per ``[embedders.NAME]``: name, default, present, size (ONNX + tokenizer bytes),
     sha256 of the ONNX file (and whether it matches the entry's), source, and why it is missing."""
-    from .gguf_check import sha256_file
-    from .loaders import embedder_spec
-    from .registry import load_registry
 
     registry = load_registry(registry_path)
     rows = []
@@ -133,7 +134,6 @@ class ExportResult:
 
 def default_export_dir(name: str) -> Path:
     """``$LITE_ALIGN_MODELS_DIR`` (its first folder) or ``<cache>/models``, then ``embedders/NAME``."""
-    from .paths import cache_dir
 
     env = os.environ.get("LITE_ALIGN_MODELS_DIR")
     first = next((p for p in (env or "").split(os.pathsep) if p), "")
@@ -248,8 +248,6 @@ def export_embedder(
     os.replace(onnx_tmp, onnx_path)
     os.replace(tok_tmp, tok_path)
 
-    from .embed import file_sha256
-
     sha = file_sha256(onnx_path)
     sidecar = {
         "format": SIDECAR_FORMAT,
@@ -333,8 +331,6 @@ def _check_export(model: Any, onnx_path: Path, tok_path: Path, name: str, dim: i
     sentence-transformers' own; below CHECK_COSINE the export is refused."""
     import numpy as np
 
-    from .embed import EmbedderSpec, OnnxEmbedder
-
     spec = EmbedderSpec(name, onnx_path, tok_path, max_length=length, pooling=pooling, dim=dim)
     texts = list(CHECK_SENTENCES)
     # one padded batch
@@ -391,7 +387,6 @@ def register_embedder(snippet: str, name: str, registry: str | Path | None = Non
     """Write ``snippet`` (a ``[embedders.NAME]`` table) into models.toml: it replaces the table
     of that name, or is appended. The new file must load as a registry before it replaces the
     old one."""
-    from .registry import load_registry, registry_path
 
     path = registry_path(registry)
     try:

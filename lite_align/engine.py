@@ -80,6 +80,47 @@ from lite_align.gguf_check import inspect_gguf, sha256_file
 
 
 # ---------------------------------------------------------------------------------------------
+# Memory: how many live sequences fit a budget
+# ---------------------------------------------------------------------------------------------
+
+
+def estimated_memory(
+    sequences: int, *, model_bytes: int, cell_bytes: int, n_vocab: int, n_ctx: int, kv_unified: bool = False
+) -> int:
+    """Bytes a generator holds, estimated: the weights, the KV cells (per-sequence streams: n_ctx
+    for each live sequence and 4 spare streams; unified: one cache of n_ctx cells), a float32
+    logits row per sequence, the compute buffers (~64 logits rows) and 64 MB of the rest.
+
+    >>> estimated_memory(16, model_bytes=10**8, cell_bytes=1000, n_vocab=1000, n_ctx=1000) // 10**6
+    187
+    """
+    streams = 1 if kv_unified else sequences + 4
+    return model_bytes + streams * n_ctx * cell_bytes + 4 * n_vocab * (sequences + 64) + 64 * 2**20
+
+
+def sequences_within(
+    budget: int, *, model_bytes: int, cell_bytes: int, n_vocab: int, n_ctx: int, kv_unified: bool = False
+) -> int:
+    """The most live sequences whose :func:`estimated_memory` stays within ``budget`` (at least 1,
+    at most llama.cpp's 252).
+
+    >>> sequences_within(300 * 10**6, model_bytes=10**8, cell_bytes=1000, n_vocab=1000, n_ctx=1000)
+    128
+    """
+    args = {"model_bytes": model_bytes, "cell_bytes": cell_bytes, "n_vocab": n_vocab, "n_ctx": n_ctx}
+    lo, hi = 1, 252
+    if estimated_memory(hi, kv_unified=kv_unified, **args) <= budget:
+        return hi
+    while lo < hi:  # the largest n that fits
+        mid = (lo + hi + 1) // 2
+        if estimated_memory(mid, kv_unified=kv_unified, **args) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+# ---------------------------------------------------------------------------------------------
 # Sampling and stop strings: pure functions, tested without a model
 # ---------------------------------------------------------------------------------------------
 
@@ -329,7 +370,7 @@ class LlamaCppGenerator:
         700).
 
         ``memory_budget`` (bytes): lower ``max_sequences`` until the estimated memory of model,
-        KV cache and logits fits (``tuning.sequences_within``; never below 1). The number asked
+        KV cache and logits fits (``sequences_within``; never below 1). The number asked
         for stays in ``requested_sequences``.
         """
         if max_sequences < 1:
@@ -374,8 +415,6 @@ class LlamaCppGenerator:
         n_ctx = -(-n_ctx // 256) * 256  # llama.cpp pads contexts to 256 cells
         self.requested_sequences = max_sequences
         if memory_budget is not None:
-            from .tuning import sequences_within
-
             fit = sequences_within(
                 memory_budget,
                 model_bytes=self.info.size,

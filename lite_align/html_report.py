@@ -48,7 +48,9 @@ from .markdown_report import (
     similarity_keys,
     similarity_label,
 )
+from .metrics.lexical import jaccard
 from .results import DiversityRow, RecoverRow, Results
+from .text import tokenize, word_bag
 
 __all__ = ["ChartRow", "bar_chart", "browser_data", "render_html", "shared_spans"]
 
@@ -216,7 +218,6 @@ def shared_spans(text: str, bag: frozenset[str]) -> list[tuple[int, int]]:
     >>> shared_spans('The cat sat; "the cat" ran.', frozenset({"cat", "ran"}))
     [(4, 7), (18, 21), (23, 26)]
     """
-    from .text import tokenize
 
     spans: list[tuple[int, int]] = []
     pos = 0
@@ -242,8 +243,6 @@ def _flat(spans: Sequence[tuple[int, int]]) -> list[int]:
 def browser_data(sets: Mapping[str, SampleSet], prompts: Mapping[int, str], teacher: str | None) -> dict[str, Any]:
     """The sample browser's blob: per condition and prompt, every sample's text, its Jaccard with
     the teacher's sample 0, and the spans of the words it shares with that sample."""
-    from .metrics.lexical import jaccard
-    from .text import word_bag
 
     ref = sets.get(teacher) if teacher else None
     samples: dict[str, dict[str, list[Any]]] = {}

@@ -48,6 +48,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from lite_align.errors import ConfigError, PromptFileError
 from lite_align.generation.base import GenerationRequest, SamplingParams
 from lite_align.jsonio import loads as json_loads
+from lite_align.paths import cache_dir, prompts_dir
 from lite_align.sqlite_cache import open_versioned, unusable
 
 __all__ = [
@@ -185,8 +186,6 @@ def load_judge_prompt(task: str, directory: Path | None = None) -> JudgePrompt:
     if task not in TASKS:
         raise ConfigError(f"unknown judge task {task!r}; use one of {', '.join(TASKS)}")
     if directory is None:
-        from lite_align.paths import prompts_dir
-
         directory = prompts_dir() / "judge"
     path = Path(directory) / f"{task}.txt"
     try:
@@ -453,7 +452,6 @@ class JudgeCache:
 
 
 def default_cache_path() -> Path:
-    from lite_align.paths import cache_dir
 
     return cache_dir() / "judge" / "judgements.sqlite"
 

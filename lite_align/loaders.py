@@ -68,8 +68,11 @@ def model_record(ref: ModelRef) -> dict[str, Any]:
 
 def open_backend(ref: ModelRef, *, n_ctx: int | None = None, tuner: Any = None) -> Generator:
     """``ref``'s generator from its backend, as it comes (``n_ctx``: the context one sequence
-    needs; ``tuner``: threads, sequences and GPU layers for local files)."""
-    return backend(ref.backend).open(ref, n_ctx, tuner)
+    needs; ``tuner``: threads, sequences and GPU layers for local files, automatic when None)."""
+    b = backend(ref.backend)
+    if tuner is None and b.local_file:
+        tuner = EngineTuner.from_options("auto")
+    return b.open(ref, n_ctx, tuner)
 
 
 def open_generator(ref: ModelRef, *, n_ctx: int | None = None, tuner: Any = None) -> Generator:

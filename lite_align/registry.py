@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import ModelNotFoundError, RegistryError
 from .generation import backend, backend_names
+from .lock import check_against_lock
 from .paths import cache_dir, models_dirs, project_root
 
 REGISTRY_VERSION = 1
@@ -268,13 +269,13 @@ def load_registry(path: str | Path | None = None) -> Registry:
     return Registry(p, models, pairs, embedders, default_pair, default_embedder)
 
 
-_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def _check_hub_keys(entry: dict[str, Any], where: str) -> None:
     """``repo`` is an "owner/name" hub id and comes with the ``file`` to pull; ``revision`` needs a repo."""
     repo = entry.get("repo")
-    if repo is not None and not _REPO_ID.fullmatch(repo):
+    if repo is not None and not REPO_ID.fullmatch(repo):
         raise RegistryError(f'{where}.repo must be a hub repo id "owner/name", not {repo!r}')
     if repo and not entry.get("file"):
         raise RegistryError(f"{where} has a repo but no file; add the GGUF file name to pull from {repo}")
@@ -370,7 +371,6 @@ def resolve(spec: ModelSpec) -> Path:
 def resolve_model_arg(registry: Registry, value: str, role: str) -> tuple[ModelSpec, Path]:
     """A --base/--chat/--judge value: a registry name, or a path to a .gguf file. A file that
     ``models.lock`` (beside the registry) records is checked against it first."""
-    from .lock import check_against_lock
 
     if value.lower().endswith(".gguf") or os.sep in value:
         p = Path(value).expanduser()

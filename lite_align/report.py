@@ -22,17 +22,23 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .errors import ConfigError
+from .html_report import render_html
 from .markdown_report import (
     FigureTable,
     diversity_measures,
     dropped_lines,
+    engine_text,
     explain_blocks,
     explain_dropped_line,
     explain_parts,
+    manifest_lines,
     measure_digits,
     measure_label,
     prompts_text,
     recover_dropped_lines,
+    render_markdown,
+    report_json,
     rows_json,
     similarity_keys,
     similarity_label,
@@ -283,7 +289,6 @@ def engine_line(engine: Any) -> str:
     >>> engine_line({"base": {"model": "g", "threads": 2, "sequences": 40, "gpu_layers": 0, "source": "cached"}})
     'base g: 2 threads × 40 sequences (calibrated here before)'
     """
-    from .markdown_report import engine_text
 
     return engine_text(engine)
 
@@ -364,7 +369,6 @@ def render_report(
     con: Console, manifest: Mapping[str, Any], results: Results | Mapping[str, Any], *, reference: str = "chat"
 ) -> None:
     """``lite-align report --format terminal``: a run (as render_run) or released outputs."""
-    from .markdown_report import manifest_lines
 
     if manifest.get("kind") == "released":
         lines = [f"[bold]{escape(label)}[/bold]  {escape(text)}" for label, text in manifest_lines(manifest)]
@@ -425,7 +429,7 @@ REPORT_FORMATS = ("terminal", "html", "markdown", "json")
 def render_document(
     fmt: str,
     manifest: Mapping[str, Any],
-    results: Mapping[str, Any],
+    results: Results | Mapping[str, Any],
     *,
     sets: Mapping[str, Any] | None = None,
     prompts: Mapping[int, str] | None = None,
@@ -434,22 +438,15 @@ def render_document(
 ) -> str:
     """The report in one of REPORT_FORMATS, as text (terminal: plain, ``width`` columns)."""
     if fmt == "html":
-        from .html_report import render_html
-
         return render_html(manifest, results, sets, prompts, teacher=teacher)
     if fmt == "markdown":
-        from .markdown_report import render_markdown
-
         return render_markdown(manifest, results, reference=teacher or "none")
     if fmt == "json":
-        from .markdown_report import report_json
-
         return json.dumps(_clean_json(report_json(manifest, results)), indent=2, ensure_ascii=False) + "\n"
     if fmt == "terminal":
         buf = io.StringIO()
         render_report(console(width, buf), manifest, results, reference=teacher or "none")
         return buf.getvalue()
-    from .errors import ConfigError
 
     raise ConfigError(f"--format: unknown format '{fmt}'; choose one of {', '.join(REPORT_FORMATS)}")
 
@@ -460,7 +457,6 @@ def write_output(path: str, text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    from .errors import ConfigError
 
     try:
         with open(path, "w", encoding="utf-8") as fh:

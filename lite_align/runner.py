@@ -16,20 +16,24 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from .analysis import analyse
 from .conditions import PRESETS, TEACHER, condition, is_greedy, parse_conditions
 from .data import ModelRef, Sample
 from .errors import ConfigError, LiteAlignError, RunDirError
+from .explain import explain
 from .generation import backend
 from .gguf_check import inspect_gguf
 from .jsonio import loads as json_loads
+from .judge_check import with_agreement
 from .loaders import embedder_spec, load_embedder, model_record, model_ref, open_judge, study_opener
+from .plan import CalibrationCache, build_plan, calibrate, calibration_key
 from .prompts import load_prompt_set, load_prompt_texts
 from .readers import read_samples
 from .registry import Registry, load_registry
-from .store import RunStore
+from .store import MANIFEST, RunStore, read_manifest, settings_diff
 from .study import Progress, Study, StudyPlan, StudySettings, peak_rss_mb, settings_dict
-from .tuning import parse_count, parse_gpu_layers
+from .tuning import EngineTuner, parse_count, parse_gpu_layers
+from .version import __version__
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,6 @@ class PreparedRun:
 def engine_tuner(opts: RunOptions, say: Any = None) -> Any:
     """The options' threads, batch, GPU layers and memory budget, checked (a bad value is a
     one-line ConfigError) and ready to resolve per model (see lite_align.tuning)."""
-    from .tuning import EngineTuner
 
     return EngineTuner.from_options(opts.threads, opts.batch, opts.gpu_layers, opts.max_memory, say=say)
 
@@ -253,7 +256,6 @@ def options_from_manifest(path: str | Path, out: str | None = None) -> RunOption
     """The options a run was made with, read from its manifest (a file or a run directory), so
     ``lite-align run --from-manifest PATH`` reruns it. The run goes to ``out`` when given, else
     back into the original run directory (which then resumes)."""
-    from .store import read_manifest
 
     p = Path(path).expanduser()
     run_dir = p if p.is_dir() else p.parent
@@ -355,7 +357,6 @@ def execute(
             sets = {c: sets[c] for c in plan.settings.conditions if c in sets}
             t1 = time.perf_counter()
             prompt_texts = {p.id: p.text for p in plan.prompt_set.prompts}
-            from .analysis import analyse
 
             results = analyse(sets, embedder=embedder, prompts=prompt_texts).to_json()
             if "base" in sets and TEACHER in sets:
@@ -409,7 +410,6 @@ class _StoreView(RunStore):
     (a killed run) is left out, as opening the store would cut it off."""
 
     def __init__(self, run_dir: str | Path, identity: Mapping[str, Any]) -> None:
-        from .store import MANIFEST, _settings_diff, read_manifest
 
         self.dir = Path(run_dir).expanduser()
         self.identity = dict(identity)
@@ -417,7 +417,7 @@ class _StoreView(RunStore):
         self.repaired = {}
         self.resumed = (self.dir / MANIFEST).exists()
         self.manifest = read_manifest(self.dir) if self.resumed else {"identity": self.identity}
-        diff = _settings_diff(self.manifest.get("identity", {}), self.identity)
+        diff = settings_diff(self.manifest.get("identity", {}), self.identity)
         if diff is not None:
             raise RunDirError(
                 f"{self.dir} holds a run with different settings ({diff}); use another --out or the same settings"
@@ -490,7 +490,6 @@ def plan_run(
     Each model with work left is opened once (twice for a teacher that also summarises after
     another summariser), renders and tokenizes its prompts, and is calibrated unless the cache
     holds its calibration. Nothing is generated and nothing is written to the run directory."""
-    from .plan import CalibrationCache, build_plan, calibrate, calibration_key
 
     view = _StoreView(prep.out_dir, prep.identity)
     cache = calibration_cache or CalibrationCache()
@@ -555,7 +554,6 @@ def explain_run(prep: PreparedRun, base: Any, chat: Any, embedder: Any, prompts:
     """The explain section of a run: judge-free parts always; the judge (--explain; by default the
     pair's chat model, --judge another) only when asked, since a CPU judge needs about a second a
     judgement."""
-    from .explain import explain
 
     judge = None
     if prep.options.explain:
@@ -567,8 +565,6 @@ def explain_run(prep: PreparedRun, base: Any, chat: Any, embedder: Any, prompts:
             threads=parse_count(prep.options.threads, "--threads"),
         )
     try:
-        from .judge_check import with_agreement
-
         return with_agreement(explain(base, chat, embedder=embedder, judge=judge, prompts=prompts), judge)
     finally:
         if judge is not None:

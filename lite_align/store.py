@@ -60,7 +60,7 @@ def _write_error(path: Path, exc: OSError) -> RunDirError:
     return RunDirError(f"cannot write {path}: {exc.strerror}; choose another --out directory")
 
 
-def _settings_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+def settings_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
             return f"{key}: {old.get(key)!r} in the existing run, {new.get(key)!r} now"
@@ -209,7 +209,7 @@ class RunStore:
         self.resumed = manifest_path.exists()
         if self.resumed:
             old = read_manifest(self.dir)
-            diff = _settings_diff(old.get("identity", {}), self.identity)
+            diff = settings_diff(old.get("identity", {}), self.identity)
             if diff is not None:
                 raise RunDirError(
                     f"{self.dir} holds a run with different settings ({diff}); use another --out or the same settings"

@@ -22,7 +22,7 @@ from .conditions import condition as lookup_condition
 from .data import ModelRef, PromptSet, Sample
 from .engine import raise_if_interrupted
 from .errors import GenerationError
-from .generation.base import Generator
+from .generation.base import GenerationRequest, Generator, SamplingParams
 from .prompts import Example, PromptTexts
 from .store import RunStore
 
@@ -208,7 +208,6 @@ def _rendered(source: Mapping[int, Any], render: Callable[[Any], str], lazy: boo
 
 
 def _params(temperature: float, settings: StudySettings, max_tokens: int, stop: tuple[str, ...]) -> Any:
-    from .generation.base import SamplingParams
 
     return SamplingParams(
         temperature=temperature, repetition_penalty=settings.repetition_penalty, max_tokens=max_tokens, stop=stop
@@ -216,7 +215,6 @@ def _params(temperature: float, settings: StudySettings, max_tokens: int, stop: 
 
 
 def _request(key: Any, prompt: str, seeds: Sequence[int], params: Any, prefix: str = "") -> Any:
-    from .generation.base import GenerationRequest
 
     return GenerationRequest(key=key, prompt=prompt, seeds=tuple(seeds), params=params, prefix=prefix)
 

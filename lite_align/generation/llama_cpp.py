@@ -9,16 +9,13 @@ from typing import Any
 
 from lite_align.generation.base import Backend, Generator, register_backend
 from lite_align.gguf_check import sha256_file
-from lite_align.tuning import EngineTuner
 
 __all__ = ["open_gguf"]
 
 
 def open_gguf(ref: Any, n_ctx: int | None, tuner: Any) -> Generator:
-    """``ref.path``'s model with the tuner's settings (calibrated once per file and machine where
-    auto); without a tuner, automatic settings."""
-    if tuner is None:
-        tuner = EngineTuner.from_options("auto")
+    """``ref.path``'s model with the tuner's settings (a tuning.EngineTuner: calibrated once per
+    file and machine where auto; the loaders give one)."""
     gen: Generator = tuner.open(ref.path, n_ctx=n_ctx)
     return gen
 
