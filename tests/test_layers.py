@@ -111,3 +111,10 @@ def test_our_modules_are_imported_at_the_top() -> None:
     nested = [f"{file}:{node.lineno}" for file, node, top in _own_imports() if not top and file not in LAZY_OWN_IMPORTS]
     assert nested == []
 
+
+def test_the_readme_development_tree_names_every_module() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    tree = readme.split("## Development", 1)[1].split("```", 2)[1]
+    files = {p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"}
+    files |= {f"{p.name}/" for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    assert {f for f in files if f not in tree} == set(), "add the module to README.md's Development tree"
