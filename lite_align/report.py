@@ -577,8 +577,8 @@ def render_bench(con: Console, result: Mapping[str, Any]) -> None:
             _f(r.get("naive_tokens_per_s"), 1),
             _f(r.get("engine_tokens_per_s"), 1),
             _f(r.get("limit_tokens_per_s"), 1),
-            f"{_f(r.get('speedup_vs_naive'), 2)}×",
-            f"{100 * r.get('share_of_limit', float('nan')):.0f}%",
+            f"{_f(r.get('speedup_vs_naive'), 2)}×" if r.get("speedup_vs_naive") is not None else "–",
+            f"{100 * r['share_of_limit']:.0f}%" if r.get("share_of_limit") is not None else "–",
         )
     con.print(t)
     st = result.get("settings", {})
