@@ -43,10 +43,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from lite_align.errors import ConfigError, PromptFileError
-from lite_align.generation.base import GenerationRequest, SamplingParams
+from lite_align.generation.base import GenerationRequest, Generator, SamplingParams
 from lite_align.jsonio import loads as json_loads
 from lite_align.paths import cache_dir, prompts_dir
 from lite_align.sqlite_cache import open_versioned, unusable
@@ -460,15 +460,6 @@ def default_cache_path() -> Path:
 # The judge
 
 
-class JudgeGenerator(Protocol):
-    """What the judge needs of a generator (``LlamaCppGenerator`` has it; tests use fakes)."""
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> Any: ...
-    def render_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str: ...
-    def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]: ...
-    def close(self) -> None: ...
-
-
 @dataclass
 class JudgeStats:
     """Counters since the judge was made: judgements asked for, answered from the cache, generated,
@@ -507,7 +498,7 @@ class Judge:
 
     def __init__(
         self,
-        generator: JudgeGenerator,
+        generator: Generator,
         judge_model_sha256: str,
         prompts_dir: Path | None = None,
         *,
