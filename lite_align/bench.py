@@ -404,7 +404,6 @@ def run_sweep(
     (``tuning.select_across``: the best worst-case speed relative to 1 thread x 16 sequences,
     which is therefore always measured). The naive loop does not batch, so it is measured once
     per (threads, GPU layers) and shown in each of its cells."""
-
     say = progress or (lambda _msg: None)
     threads = tuple(sorted(set(threads) | {BASELINE[0]}))
     sequences = tuple(sorted(set(sequences) | {BASELINE[1]}))

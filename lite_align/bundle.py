@@ -236,7 +236,6 @@ def _model_entries(run_dirs: Sequence[Path]) -> tuple[list[_Entry], list[dict[st
 
 def model_files_size(run_dirs: Iterable[str | Path]) -> int:
     """Bytes of the model files ``--with-models`` would add (for a warning before packing)."""
-
     sizes: dict[str, int] = {}
     for run_dir in run_dirs:
         try:
@@ -264,7 +263,6 @@ def pack_bundle(
     folder or a folder of such folders) to ``out``. ``reference``/``prompts``/``baseline``/
     ``embeddings`` are the analysis options of released outputs (as ``lite-align report`` takes
     them). The archive is written under a temporary name and renamed when complete."""
-
     if not paths:
         raise ConfigError("give at least one run directory or released samples to pack")
     taken: set[str] = set()

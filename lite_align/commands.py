@@ -24,7 +24,6 @@ from .tuning import ALL_LAYERS, EngineTuner, cpu_budget, prepare_threads, thread
 
 def _sets_by_path(paths: list[str]) -> dict[str, SampleSet]:
     """PATH -> its sample set; a run directory with several conditions gives 'PATH[condition]'."""
-
     out: dict[str, SampleSet] = {}
     for p in paths:
         sets = read_samples(p)
@@ -118,7 +117,6 @@ def bench_model(
 ) -> dict[str, Any]:
     """``lite-align bench``: one setting (auto: the calibrated one, as ``run`` uses). A model of a
     backend that is not a local file is measured through its generator as it is (engine tokens/s)."""
-
     ref = _bench_model(model, registry_path)
     if not backend(ref.backend).local_file:
         gen = open_generator(ref)
@@ -170,7 +168,6 @@ def bench_sweep(
 ) -> dict[str, Any]:
     """``lite-align bench --sweep``: tokens/s over threads x live sequences (x GPU layers where
     the llama.cpp build offloads), with the cell the auto selection rule picks."""
-
     ref = _bench_model(model, registry_path)
     if not backend(ref.backend).local_file:
         raise ConfigError(f"--sweep: {ref.name} is served by {ref.backend}; a sweep tunes local GGUF models")
@@ -191,7 +188,6 @@ def bench_sweep(
 
 def _pick(path: str, default_condition: str, what: str) -> SampleSet:
     """``PATH`` or ``PATH#condition``: one sample set; a run directory defaults to ``default_condition``."""
-
     base_path, _, condition = path.partition("#")
     sets = {s.label: s for s in read_samples(base_path)}
     if len(sets) == 1 and not condition:

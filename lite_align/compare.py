@@ -112,7 +112,6 @@ def ordered_sets(sets: list[SampleSet]) -> dict[str, SampleSet]:
 
 def read_run(path: str | Path, *, embeddings: bool = False, embedder: str | None = None) -> ReportInput:
     """A run directory's manifest, samples, prompt texts and results (recomputed when absent)."""
-
     run_dir = Path(path).expanduser()
     manifest = read_manifest(run_dir)
     manifest.setdefault("run_dir", str(run_dir))
@@ -164,7 +163,6 @@ def read_released(
     Greedy outputs (one sample per prompt) have no baseline of their own: ``baseline`` names the
     reference's sampled outputs, whose within-reference similarity is the baseline (docs/method.md §6);
     without it, recoverability of a one-sample reference is left out and the manifest says why."""
-
     p = Path(path).expanduser()
     dirs = released_dirs(p) if p.is_dir() and not (p / PAPER_SAMPLES).is_file() else [p]
     found = [s for d in dirs for s in read_samples(d)]
@@ -221,7 +219,6 @@ def _set_brief(ss: SampleSet, samples: int) -> dict[str, Any]:
 def released_prompts(path: Path, given: str | None, sets: list[SampleSet]) -> tuple[dict[int, str], str]:
     """--prompts when given (it must match the samples), else ``instances/data.jsonl`` next to the
     outputs (the release's layout) when it matches, else none."""
-
     if given is not None:
         pset = load_prompt_set(given)
         check_aligned(sets, len(pset), against=f"--prompts {given}")

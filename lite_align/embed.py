@@ -137,7 +137,6 @@ def _package_file(package: str, relative: str, install: str) -> Path:
 
 def default_cache_dir() -> Path:
     """``$LITE_ALIGN_CACHE/embeddings`` or ``~/.cache/lite_align/embeddings``."""
-
     return cache_dir() / "embeddings"
 
 

@@ -63,7 +63,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 def embedder_rows(registry_path: str | None = None) -> list[dict[str, Any]]:
     """One row per ``[embedders.NAME]``: name, default, present, size (ONNX + tokenizer bytes),
     sha256 of the ONNX file (and whether it matches the entry's), source, and why it is missing."""
-
     registry = load_registry(registry_path)
     rows = []
     for name, entry in registry.embedders.items():
@@ -134,7 +133,6 @@ class ExportResult:
 
 def default_export_dir(name: str) -> Path:
     """``$LITE_ALIGN_MODELS_DIR`` (its first folder) or ``<cache>/models``, then ``embedders/NAME``."""
-
     env = os.environ.get("LITE_ALIGN_MODELS_DIR")
     first = next((p for p in (env or "").split(os.pathsep) if p), "")
     root = Path(first).expanduser() if first else cache_dir() / "models"
@@ -387,7 +385,6 @@ def register_embedder(snippet: str, name: str, registry: str | Path | None = Non
     """Write ``snippet`` (a ``[embedders.NAME]`` table) into models.toml: it replaces the table
     of that name, or is appended. The new file must load as a registry before it replaces the
     old one."""
-
     path = registry_path(registry)
     try:
         text = path.read_text(encoding="utf-8")

@@ -218,7 +218,6 @@ def shared_spans(text: str, bag: frozenset[str]) -> list[tuple[int, int]]:
     >>> shared_spans('The cat sat; "the cat" ran.', frozenset({"cat", "ran"}))
     [(4, 7), (18, 21), (23, 26)]
     """
-
     spans: list[tuple[int, int]] = []
     pos = 0
     for token in tokenize(text):
@@ -243,7 +242,6 @@ def _flat(spans: Sequence[tuple[int, int]]) -> list[int]:
 def browser_data(sets: Mapping[str, SampleSet], prompts: Mapping[int, str], teacher: str | None) -> dict[str, Any]:
     """The sample browser's blob: per condition and prompt, every sample's text, its Jaccard with
     the teacher's sample 0, and the spans of the words it shares with that sample."""
-
     ref = sets.get(teacher) if teacher else None
     samples: dict[str, dict[str, list[Any]]] = {}
     for name, ss in sets.items():

@@ -342,7 +342,6 @@ def find_release(path: str | Path | None) -> Path:
     """The ConflictingQA folder of the paper's release: ``path`` (the release or its ConflictingQA
     folder), else where the other commands read it (``$LITE_ALIGN_PAPER_RELEASE``, else where
     ``lite-align release fetch`` put it, its files checked against their sha256)."""
-
     root = Path(path).expanduser() if path else release_root()
     for candidate in (root, root / "ConflictingQA"):
         if all((candidate / "eval-stance" / s / "samples.jsonl").is_file() for s in RELEASE_SETS):
@@ -379,7 +378,6 @@ def release_check(
 ) -> dict[str, Any]:
     """The judge's stance labels on the released llama-2-base and gpt-3.5-turbo answers against the
     paper's GPT-4 labels (eval-stance), on ``limit`` prompts drawn with a fixed seed."""
-
     questions = {q.id: q.text for q in read_instances(release / "instances" / "data.jsonl").prompts}
     ids = release_subset(len(questions), limit)
     label_files = [release / "eval-stance" / s / "samples.jsonl" for s in RELEASE_SETS]
@@ -541,7 +539,6 @@ def check_judge(
 ) -> dict[str, Any]:
     """`lite-align judge check`: open the judge (default: the default pair's chat model, the
     embedded judge), measure it on the calibration set and, when asked, against the release."""
-
     cal = load_calibration(calibration)
     folder = find_release(release) if against_release else None  # a missing release fails before loading
     if model is None:

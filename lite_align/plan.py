@@ -100,7 +100,6 @@ def calibrate(generator: Any, *, load_s: float = 0.0, budget_s: float = CALIBRAT
     a warm-up, one prompt read with one new token, then as many decode steps of the engine's
     parallel sequences as fit in ``budget_s`` (estimated from the prompt speed, 2 to 16 steps).
     Stop strings are off; a sample that ends early at its end token counts only its tokens."""
-
     t_start = time.perf_counter()
     prompt = "# Query:\n```\n" + CALIBRATION_QUERY + "\n```\n\n# Answer:\n```\n"
     n_prompt = len(generator.tokenize(prompt))

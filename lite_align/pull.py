@@ -390,7 +390,6 @@ def pull(
 
 def _already_here(target: PullTarget, remote: _Remote, hub_sha: str | None, lock: Path) -> str | None:
     """The sha256 of the file already at the destination when it is the hub's file, else None."""
-
     size = target.dest.stat().st_size
     if remote.size is not None and size != remote.size:
         return None
@@ -453,7 +452,6 @@ def _download(target: PullTarget, remote: _Remote, headers: dict[str, str], prog
 
 def _verify(target: PullTarget, remote: _Remote, hub_sha: str | None) -> tuple[str, int]:
     """Size, sha256 and GGUF header of the finished partial file; then it replaces the destination."""
-
     part = partial_path(target.dest, remote.etag)
     size = part.stat().st_size
     if remote.size is not None and size != remote.size:
@@ -481,7 +479,6 @@ def _verify(target: PullTarget, remote: _Remote, hub_sha: str | None) -> tuple[s
 
 def registry_entry(target: PullTarget, commit: str) -> str:
     """The ``[models.NAME]`` table for a pulled file, filled from its GGUF header."""
-
     info = inspect_gguf(target.dest)
     chat_words = ("instruct", "-it", "chat")
     role = "chat" if any(w in target.name for w in chat_words) else "base"
@@ -503,7 +500,6 @@ def registry_entry(target: PullTarget, commit: str) -> str:
 
 def register(snippet: str, name: str, registry: str | Path | None) -> Path:
     """Append ``snippet`` to the registry file (which must still load afterwards)."""
-
     path = registry_path(registry)
     try:
         text = path.read_text(encoding="utf-8")

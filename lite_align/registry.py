@@ -371,7 +371,6 @@ def resolve(spec: ModelSpec) -> Path:
 def resolve_model_arg(registry: Registry, value: str, role: str) -> tuple[ModelSpec, Path]:
     """A --base/--chat/--judge value: a registry name, or a path to a .gguf file. A file that
     ``models.lock`` (beside the registry) records is checked against it first."""
-
     if value.lower().endswith(".gguf") or os.sep in value:
         p = Path(value).expanduser()
         if p.is_dir():

@@ -289,7 +289,6 @@ def engine_line(engine: Any) -> str:
     >>> engine_line({"base": {"model": "g", "threads": 2, "sequences": 40, "gpu_layers": 0, "source": "cached"}})
     'base g: 2 threads × 40 sequences (calibrated here before)'
     """
-
     return engine_text(engine)
 
 
@@ -369,7 +368,6 @@ def render_report(
     con: Console, manifest: Mapping[str, Any], results: Results | Mapping[str, Any], *, reference: str = "chat"
 ) -> None:
     """``lite-align report --format terminal``: a run (as render_run) or released outputs."""
-
     if manifest.get("kind") == "released":
         lines = [f"[bold]{escape(label)}[/bold]  {escape(text)}" for label, text in manifest_lines(manifest)]
         con.print(Panel("\n".join(lines), title="[bold]released outputs[/bold]", expand=False))

@@ -165,7 +165,6 @@ class PreparedRun:
 def engine_tuner(opts: RunOptions, say: Any = None) -> Any:
     """The options' threads, batch, GPU layers and memory budget, checked (a bad value is a
     one-line ConfigError) and ready to resolve per model (see lite_align.tuning)."""
-
     return EngineTuner.from_options(opts.threads, opts.batch, opts.gpu_layers, opts.max_memory, say=say)
 
 
@@ -256,7 +255,6 @@ def options_from_manifest(path: str | Path, out: str | None = None) -> RunOption
     """The options a run was made with, read from its manifest (a file or a run directory), so
     ``lite-align run --from-manifest PATH`` reruns it. The run goes to ``out`` when given, else
     back into the original run directory (which then resumes)."""
-
     p = Path(path).expanduser()
     run_dir = p if p.is_dir() else p.parent
     manifest = read_manifest(run_dir)
@@ -490,7 +488,6 @@ def plan_run(
     Each model with work left is opened once (twice for a teacher that also summarises after
     another summariser), renders and tokenizes its prompts, and is calibrated unless the cache
     holds its calibration. Nothing is generated and nothing is written to the run directory."""
-
     view = _StoreView(prep.out_dir, prep.identity)
     cache = calibration_cache or CalibrationCache()
     if embedder is None and any(condition(c).needs_embedder for c in prep.plan.settings.conditions):
@@ -554,7 +551,6 @@ def explain_run(prep: PreparedRun, base: Any, chat: Any, embedder: Any, prompts:
     """The explain section of a run: judge-free parts always; the judge (--explain; by default the
     pair's chat model, --judge another) only when asked, since a CPU judge needs about a second a
     judgement."""
-
     judge = None
     if prep.options.explain:
         # --judge names a model; without it the run's own chat model judges, whatever its backend
