@@ -1,6 +1,10 @@
-"""From sample sets to results: the plain dict every report format renders.
+"""From sample sets to results: the typed ``Results`` every report format renders.
 
-    sets (condition -> SampleSet) --> {"diversity": {...}, "recover": {...}, "example": {...}, "finding": "..."}
+    sets (condition -> SampleSet) --> Results(diversity, recover, example, finding)
+                                      to_json(): {"diversity", "recover", "example", "finding"}
+
+The figures are those of the metric registry (``metrics.registry``): every registered family of
+within-prompt measures the inputs allow, and every registered similarity for recoverability.
 
 Nothing here generates text or imports rich, so the same function serves a fresh run, a run
 directory read back from disk, and the paper's released outputs.
@@ -14,6 +18,11 @@ from typing import Any
 
 from .conditions import GREEDY_SUFFIX, TEACHER, is_greedy, is_teacher
 from .data import SampleSet
+from .metrics.cross import cross_similarity
+from .metrics.registry import Inputs, families
+from .metrics.registry import metrics as registered_metrics
+from .metrics.registry import similarities as registered_similarities
+from .results import DiversityRow, RecoverRow, Results
 
 # Verdict rule for a recovery ratio (cross / baseline), written in the README:
 #   recovered  the interval's upper end reaches 1 on at least two of the three similarities
@@ -30,47 +39,73 @@ def max_samples(ss: SampleSet) -> int:
     return max((len(v) for v in ss.by_prompt.values()), default=0)
 
 
-def diversity_table(
+def diversity_rows(
     sets: Mapping[str, SampleSet], embedder: Any | None, *, require_pairs: bool = True
-) -> dict[str, dict[str, Any]]:
-    """Within-prompt metrics for every set (in a run: those with at least two samples per prompt;
-    greedy conditions have none to compare)."""
-    from .metrics.lexical import diversity
-
-    out: dict[str, dict[str, Any]] = {}
+) -> dict[str, DiversityRow]:
+    """Within-prompt figures of every set, from every registered metric family the inputs allow
+    (the encoder's only with ``embedder``). In a run: only sets with at least two samples per
+    prompt (greedy conditions have none to compare)."""
+    inputs = Inputs(embedder=embedder)
+    fams = [f for f in families() if f.available(inputs)]
+    out: dict[str, DiversityRow] = {}
     for name, ss in sets.items():
         if require_pairs and max_samples(ss) < 2:
             continue
-        row = diversity(ss).to_json()
-        row["failed_reasons"] = dict(ss.failed_reasons)
-        if embedder is not None:
-            from .metrics.embedding import embedding_diversity
-
-            ed = embedding_diversity(ss, embedder)
-            row["embedding_diversity"] = ed.mean
-            row.setdefault("ci", {})["embedding_diversity"] = [ed.lo, ed.hi]
-        out[name] = row
+        values = [f.compute(ss, inputs).estimates for f in fams]
+        ids = [pid for pid in ss.prompt_ids() if ss.by_prompt[pid]]
+        out[name] = DiversityRow.build(
+            ss.label,
+            values[0] if values else {},
+            {k: e for v in values[1:] for k, e in v.items()},
+            n_prompts=len(ids),
+            n_failed=ss.n_failed,
+            n_responses=sum(len(ss.by_prompt[pid]) for pid in ids),
+            n_duplicates=ss.n_duplicates,
+            failed_reasons=ss.failed_reasons,
+        )
     return out
 
 
+def diversity_table(
+    sets: Mapping[str, SampleSet], embedder: Any | None, *, require_pairs: bool = True
+) -> dict[str, dict[str, Any]]:
+    """``diversity_rows`` as the --json documents hold them."""
+    return {name: row.to_json() for name, row in diversity_rows(sets, embedder, require_pairs=require_pairs).items()}
+
+
 def similarities(embedder: Any | None) -> list[Any]:
-    from .metrics.cross import JaccardSimilarity
+    """The registered similarities the inputs allow (the encoder's only with ``embedder``), built
+    to share what they can (one encoder pass per text for the embedding cosine and BERTScore)."""
+    shared: dict[str, Any] = {}
+    return [s.make(embedder, shared) for s in registered_similarities() if embedder is not None or not s.needs_encoder]
 
-    sims: list[Any] = [JaccardSimilarity()]
-    if embedder is not None:
-        from .metrics.embedding import BertScoreF1, EmbeddingCosine, EmbeddingPairs
 
-        # one encoder pass per text for both; each pair scored once for as long as the embedder
-        # lives (a teacher's baseline pairs recur in the sampled and the greedy tables)
-        shared = getattr(embedder, "pair_scorer", None)
-        if not isinstance(shared, EmbeddingPairs):
-            shared = EmbeddingPairs(embedder)
-            try:
-                embedder.pair_scorer = shared
-            except AttributeError:  # an embedder that takes no new attributes: a scorer per call
-                pass
-        sims += [EmbeddingCosine(embedder, scorer=shared), BertScoreF1(embedder, scorer=shared)]
-    return sims
+def recover_rows(
+    reference: SampleSet,
+    candidates: Mapping[str, SampleSet],
+    embedder: Any | None,
+    *,
+    greedy_reference: SampleSet | None = None,
+    baseline: SampleSet | None = None,
+) -> dict[str, RecoverRow]:
+    """Cross-model similarity of every candidate against the reference's sample 0 (docs/method.md §6).
+
+    A greedy candidate (one sample per prompt) is compared with ``greedy_reference`` when given,
+    against the sampled baseline of ``reference``. Only prompts valid in every file compared count;
+    each row says how many prompts failed in the candidate (``n_failed``, ``failed_reasons``), the
+    reference (``reference_n_failed``) and a separate baseline (``baseline_n_failed``)."""
+    sims = similarities(embedder)
+    out: dict[str, RecoverRow] = {}
+    for name, cand in candidates.items():
+        greedy = max_samples(cand) < 2 and greedy_reference is not None
+        ref = greedy_reference if greedy and greedy_reference is not None else reference
+        base = (baseline or reference) if greedy else baseline
+        figures = {sim.name: cross_similarity(ref, cand, sim, baseline=base).to_json() for sim in sims}
+        extra: dict[str, Any] = {**cand.failures_json(), "reference_n_failed": ref.n_failed}
+        if base is not None and base is not ref:
+            extra["baseline_n_failed"] = base.n_failed
+        out[name] = RecoverRow(figures, verdict(figures), extra, (*figures, "verdict", *extra))
+    return out
 
 
 def recover_table(
@@ -81,27 +116,9 @@ def recover_table(
     greedy_reference: SampleSet | None = None,
     baseline: SampleSet | None = None,
 ) -> dict[str, Any]:
-    """Cross-model similarity of every candidate against the reference's sample 0 (docs/method.md §6).
-
-    A greedy candidate (one sample per prompt) is compared with ``greedy_reference`` when given,
-    against the sampled baseline of ``reference``. Only prompts valid in every file compared count;
-    each row says how many prompts failed in the candidate (``n_failed``, ``failed_reasons``), the
-    reference (``reference_n_failed``) and a separate baseline (``baseline_n_failed``)."""
-    from .metrics.cross import cross_similarity
-
-    sims = similarities(embedder)
-    out: dict[str, Any] = {}
-    for name, cand in candidates.items():
-        greedy = max_samples(cand) < 2 and greedy_reference is not None
-        ref = greedy_reference if greedy and greedy_reference is not None else reference
-        base = (baseline or reference) if greedy else baseline
-        row: dict[str, Any] = {sim.name: cross_similarity(ref, cand, sim, baseline=base).to_json() for sim in sims}
-        row["verdict"] = verdict(row)
-        row.update(cand.failures_json(), reference_n_failed=ref.n_failed)
-        if base is not None and base is not ref:
-            row["baseline_n_failed"] = base.n_failed
-        out[name] = row
-    return out
+    """``recover_rows`` as the --json documents hold them."""
+    rows = recover_rows(reference, candidates, embedder, greedy_reference=greedy_reference, baseline=baseline)
+    return {name: row.to_json() for name, row in rows.items()}
 
 
 def verdict(row: Mapping[str, Any]) -> str:
@@ -143,21 +160,16 @@ def _trunc(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def finding(diversity: Mapping[str, Mapping[str, Any]], base: str = "base", chat: str = TEACHER) -> str:
-    """One plain sentence: which of the two is more diverse, by which measures."""
+def finding(diversity: Mapping[str, DiversityRow | Mapping[str, Any]], base: str = "base", chat: str = TEACHER) -> str:
+    """One plain sentence: which of the two is more diverse, by the registered measures that name
+    themselves for it (``Metric.finding``), in report order."""
     if base not in diversity or chat not in diversity:
         return ""
-    b, c = diversity[base], diversity[chat]
+    b, c = _as_json(diversity[base]), _as_json(diversity[chat])
     more_base, more_chat = [], []
-    # lower within-prompt Jaccard = more diverse; higher embedding diversity = more diverse;
-    # higher distinct-prefix fraction = more diverse
-    checks = [
-        ("word-bag Jaccard", "jaccard_within", -1),
-        ("embedding diversity", "embedding_diversity", 1),
-        ("distinct prefixes", "distinct_prefix_fraction", 1),
-    ]
-    for label, key, sign in checks:
-        if key not in b or key not in c or b[key] is None or c[key] is None:
+    for m in registered_metrics():
+        key, label, sign = m.key, m.finding, m.direction
+        if not label or not sign or key not in b or key not in c or b[key] is None or c[key] is None:
             continue
         if sign * (b[key] - c[key]) > 0:
             more_base.append(f"{label} {b[key]:.3f} vs {c[key]:.3f}")
@@ -172,21 +184,31 @@ def finding(diversity: Mapping[str, Mapping[str, Any]], base: str = "base", chat
     return ("Across prompts, " + "; ".join(parts) + lengths + ".") if parts else ""
 
 
+def _as_json(row: DiversityRow | Mapping[str, Any]) -> Mapping[str, Any]:
+    return row.to_json() if isinstance(row, DiversityRow) else row
+
+
 def analyse(
     sets: Mapping[str, SampleSet], *, embedder: Any | None = None, prompts: Mapping[int, str] | None = None
-) -> dict[str, Any]:
+) -> Results:
     """Everything the report shows for a run's conditions (names as in conditions.py)."""
-    diversity = diversity_table(sets, embedder)
-    results: dict[str, Any] = {"diversity": diversity}
+    diversity = diversity_rows(sets, embedder)
+    recover = None
+    layout = ["diversity"]
     if TEACHER in sets:
         candidates = {n: ss for n, ss in sets.items() if not is_teacher(n)}
         if candidates:
-            results["recover"] = recover_table(
+            recover = recover_rows(
                 sets[TEACHER],
                 candidates,
                 embedder,
                 greedy_reference=sets.get(TEACHER + GREEDY_SUFFIX),
             )
-    results["example"] = example({n: s for n, s in sets.items() if not is_greedy(n)}, prompts or {})
-    results["finding"] = finding(diversity)
-    return results
+            layout.append("recover")
+    return Results(
+        diversity=diversity,
+        recover=recover,
+        example=example({n: s for n, s in sets.items() if not is_greedy(n)}, prompts or {}),
+        finding=finding(diversity),
+        layout=(*layout, "example", "finding"),
+    )

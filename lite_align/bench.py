@@ -34,7 +34,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lite_align.engine import GenerationRequest, LlamaCppGenerator, SamplingParams
+from lite_align.engine import LlamaCppGenerator
+from lite_align.generation.base import GenerationRequest, SamplingParams
+
+from .tuning import BASELINE, Cell, cpu_budget, select_across
 
 BENCH_INSTRUCTIONS = (
     "Below are queries from users, each followed by an answer written by a careful assistant. "
@@ -297,6 +300,60 @@ def run_bench(
     return out
 
 
+def run_bench_generator(
+    gen: Any,
+    name: str,
+    backend_name: str,
+    *,
+    n_prompts: int = 8,
+    n_samples: int = 5,
+    max_tokens: int = 128,
+    conditions: tuple[str, ...] = ("icl-static", "zero-shot"),
+    repeats: int = 1,
+    progress: Callable[[str], None] | None = None,
+    **_: Any,
+) -> dict[str, Any]:
+    """The same requests as ``run_bench``, through any backend's generator as it comes: engine
+    tokens/s per condition (best of ``repeats``). The naive loop and the raw limit need a local
+    llama.cpp model, so they are left out (and the result says so)."""
+    say = progress or (lambda _msg: None)
+    out: dict[str, Any] = {
+        "model": name,
+        "settings": {
+            "backend": backend_name,
+            "n_prompts": n_prompts,
+            "n_samples": n_samples,
+            "max_tokens": max_tokens,
+            "repeats": repeats,
+            "temperature": 0.5,
+            "repetition_penalty": 1.1,
+            "stops": "ignored",
+            "wall_time": "end to end, prompt reading included",
+        },
+        "conditions": {},
+        "notes": [
+            f"{name} runs on the {backend_name} backend: engine speed only (naive loop and raw limit need llama.cpp)"
+        ],
+    }
+    for condition in conditions:
+        requests = bench_requests(condition, n_prompts, n_samples, max_tokens)
+        best, tokens, samples = float("inf"), 0, 0
+        for attempt in range(repeats):
+            say(f"{condition}: engine ({attempt + 1}/{repeats})")
+            t0 = time.perf_counter()
+            results = list(gen.generate(requests))
+            elapsed = time.perf_counter() - t0
+            if elapsed < best:
+                best, tokens, samples = elapsed, sum(r.completion_tokens for r in results), len(results)
+        out["conditions"][condition] = {
+            "samples": samples,
+            "engine_tokens": tokens,
+            "engine_seconds": best,
+            "engine_tokens_per_s": tokens / best if best > 0 else None,
+        }
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # The sweep: threads x live sequences (x GPU layers)
 
@@ -347,8 +404,6 @@ def run_sweep(
     (``tuning.select_across``: the best worst-case speed relative to 1 thread x 16 sequences,
     which is therefore always measured). The naive loop does not batch, so it is measured once
     per (threads, GPU layers) and shown in each of its cells."""
-    from .tuning import BASELINE, Cell, cpu_budget, select_across
-
     say = progress or (lambda _msg: None)
     threads = tuple(sorted(set(threads) | {BASELINE[0]}))
     sequences = tuple(sorted(set(sequences) | {BASELINE[1]}))

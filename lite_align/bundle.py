@@ -50,9 +50,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import __version__
+from .analysis import analyse
+from .compare import PAPER_SAMPLES, ordered_sets, read_released, released_dirs
+from .conditions import TEACHER
 from .errors import ConfigError, LiteAlignError
+from .explain import DERIVED_PARTS, ENCODER_PARTS, JUDGE_PARTS, explain, part_is
 from .jsonio import loads as json_loads
+from .loaders import load_embedder
+from .metrics.registry import is_embedding_metric, metrics, similarities, similarity
+from .paths import prompts_dir
+from .prompts import load_prompt_texts
+from .readers import read_samples
+from .registry import load_registry, registry_path
+from .store import read_manifest, read_results
+from .version import __version__
 
 FORMAT = "lite_align.bundle/1"
 INDEX = "BUNDLE.json"
@@ -104,8 +115,6 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def _run_entries(run_dir: Path, name: str) -> list[_Entry]:
-    from .readers import read_samples
-    from .store import read_manifest, read_results
 
     manifest = read_manifest(run_dir)  # a lite_align run, of a format this version reads
     if not (run_dir / "results.json").is_file():
@@ -141,7 +150,6 @@ def _released_entries(
     baseline: str | None,
     embeddings: bool,
 ) -> list[_Entry]:
-    from .compare import PAPER_SAMPLES, _released_dirs, read_released
 
     if path.is_file() and path.name != PAPER_SAMPLES:
         raise BundleError(f"{path}: pack released outputs as their folder or their {PAPER_SAMPLES}")
@@ -151,7 +159,7 @@ def _released_entries(
     elif (path / PAPER_SAMPLES).is_file():
         folders = [path]
     else:
-        folders = _released_dirs(path)
+        folders = released_dirs(path)
     root = f"released/{name}"
     entries = [e for folder in folders for e in _set_entries(folder, f"{root}/sets/{folder.name}")]
     record: dict[str, Any] = {
@@ -197,7 +205,6 @@ def _bundle_paths(manifest: Mapping[str, Any], record: Mapping[str, Any]) -> dic
 
 
 def _prompt_entries() -> list[_Entry]:
-    from .paths import prompts_dir
 
     d = prompts_dir()
     files = [d / f for f in ("system.txt", "static_examples.txt", "summarize.txt")]
@@ -206,7 +213,6 @@ def _prompt_entries() -> list[_Entry]:
 
 
 def _model_entries(run_dirs: Sequence[Path]) -> tuple[list[_Entry], list[dict[str, Any]]]:
-    from .store import read_manifest
 
     entries: list[_Entry] = []
     records: list[dict[str, Any]] = []
@@ -230,8 +236,6 @@ def _model_entries(run_dirs: Sequence[Path]) -> tuple[list[_Entry], list[dict[st
 
 def model_files_size(run_dirs: Iterable[str | Path]) -> int:
     """Bytes of the model files ``--with-models`` would add (for a warning before packing)."""
-    from .store import read_manifest
-
     sizes: dict[str, int] = {}
     for run_dir in run_dirs:
         try:
@@ -259,9 +263,6 @@ def pack_bundle(
     folder or a folder of such folders) to ``out``. ``reference``/``prompts``/``baseline``/
     ``embeddings`` are the analysis options of released outputs (as ``lite-align report`` takes
     them). The archive is written under a temporary name and renamed when complete."""
-    from .compare import PAPER_SAMPLES, _released_dirs
-    from .registry import registry_path
-
     if not paths:
         raise ConfigError("give at least one run directory or released samples to pack")
     taken: set[str] = set()
@@ -276,7 +277,7 @@ def pack_bundle(
             name = _unique(p.resolve().name, taken)
             entries += _run_entries(p, name)
             runs.append((name, p))
-        elif p.is_file() or (p / PAPER_SAMPLES).is_file() or _released_dirs(p):
+        elif p.is_file() or (p / PAPER_SAMPLES).is_file() or released_dirs(p):
             name = _unique(p.resolve().name if p.is_dir() else p.resolve().parent.name, taken)
             entries += _released_entries(
                 p, name, reference=reference, prompts=prompts, baseline=baseline, embeddings=embeddings
@@ -300,8 +301,6 @@ def pack_bundle(
         entries += model_entries
     texts_version = _prompt_texts_version()
     for name, run_dir in runs:
-        from .store import read_manifest
-
         used = read_manifest(run_dir).get("prompt_texts_version")
         if used and texts_version and used != texts_version:
             notes.append(f"run {name} used other prompt wording ({used}) than the prompts/ packed ({texts_version})")
@@ -351,7 +350,6 @@ def pack_bundle(
 
 
 def _prompt_texts_version() -> str:
-    from .prompts import load_prompt_texts
 
     try:
         return load_prompt_texts().version
@@ -639,10 +637,17 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def compare_figures(bundled: Any, recomputed: Any, *, skip: Callable[[str], bool] = lambda _: False) -> FigureCheck:
+def compare_figures(
+    bundled: Any,
+    recomputed: Any,
+    *,
+    skip: Callable[[str], bool] = lambda _: False,
+    skip_keys: Callable[[tuple[str, ...]], bool] = lambda _: False,
+) -> FigureCheck:
     """Every figure of ``bundled`` against ``recomputed``, walking the bundled document: numbers
     within float noise (REL_TOL, ABS_TOL; NaN equals None), everything else exactly. Parts that
-    ``skip(path)`` names, or that the recomputation lacks, are counted as not recomputed.
+    ``skip(path)`` names (a dotted path) or ``skip_keys(keys)`` (the path's keys: a set's name may
+    hold dots), or that the recomputation lacks, are counted as not recomputed.
 
     >>> compare_figures({"a": {"x": 0.5, "n": 3}}, {"a": {"x": 0.5000001, "n": 3}}).mismatches
     []
@@ -653,7 +658,7 @@ def compare_figures(bundled: Any, recomputed: Any, *, skip: Callable[[str], bool
     not_recomputed = 0
     mismatches: list[dict[str, Any]] = []
 
-    def walk(b: Any, r: Any, where: str) -> None:
+    def walk(b: Any, r: Any, where: str, keys: tuple[str, ...]) -> None:
         nonlocal compared, not_recomputed
         if isinstance(b, Mapping):
             if not isinstance(r, Mapping):
@@ -664,14 +669,14 @@ def compare_figures(bundled: Any, recomputed: Any, *, skip: Callable[[str], bool
                 if k == "format":
                     continue
                 path = f"{where}.{k}" if where else str(k)
-                if skip(path) or k not in r:
+                if skip(path) or skip_keys((*keys, str(k))) or k not in r:
                     not_recomputed += _leaves(v)
                     continue
-                walk(v, r[k], path)
+                walk(v, r[k], path, (*keys, str(k)))
             return
         if isinstance(b, list) and isinstance(r, list) and len(b) == len(r):
             for i, (bv, rv) in enumerate(zip(b, r, strict=True)):
-                walk(bv, rv, f"{where}[{i}]")
+                walk(bv, rv, f"{where}[{i}]", keys)
             return
         compared += 1
         number_like = (_is_number(b) or b is None) and (_is_number(r) or r is None)
@@ -679,16 +684,25 @@ def compare_figures(bundled: Any, recomputed: Any, *, skip: Callable[[str], bool
         if not same:
             mismatches.append({"figure": where, "bundled": b, "recomputed": r})
 
-    walk(bundled, _plain(recomputed), "")
+    walk(bundled, _plain(recomputed), "", ())
     return FigureCheck(compared, mismatches, not_recomputed)
 
 
-_EMBEDDING_PARTS = re.compile(r"(^|\.)(embedding\w*|bertscore\w*|verdict|finding|sentences?\w*)(\.|\[|$)")
-_JUDGE_PARTS = re.compile(r"^explain\.(judge|stance|quality\.judge|coverage\.judge)(\.|\[|$)")
-# the explanation sentence and notes draw on the judge's and the embedding figures
-_JUDGE_DEPENDENT = re.compile(r"^explain\.(explanation|notes)(\.|\[|$)")
-# the quality filters' off-topic test compares embeddings, and what passes the filters follows from it
-_FILTER_PARTS = re.compile(r"^explain\.quality\.filters(\.|\[|$)")
+def needs_encoder(keys: tuple[str, ...]) -> bool:
+    """Whether the figure at ``keys`` in a results document comes from the sentence encoder, as the
+    metric registry and the explain module declare it: a registered metric or similarity that
+    needs it, a verdict or finding drawn from such figures, an explain part computed from it."""
+    if len(keys) >= 3 and keys[0] == "diversity":
+        key = keys[3] if len(keys) == 4 and keys[2] == "ci" else keys[2]
+        return len(keys) in (3, 4) and is_embedding_metric(key)
+    if len(keys) == 3 and keys[0] == "recover":
+        if keys[2] == "verdict":  # drawn from every similarity
+            return any(s.needs_encoder for s in similarities())
+        sim = similarity(keys[2])
+        return sim is not None and sim.needs_encoder
+    if keys == ("finding",):  # drawn from the metrics that name themselves for it
+        return any(m.finding and is_embedding_metric(m.key) for m in metrics())
+    return keys[:1] == ("explain",) and part_is(keys[1:], ENCODER_PARTS)
 
 
 @dataclass
@@ -743,9 +757,6 @@ class Replay:
 def _replay_embedder(name: str | None, recorded: str | None, root: Path) -> tuple[Any, str]:
     """The sentence encoder for embedding figures: ``name`` (--embedder), else the one the runs
     recorded, looked up in the bundle's models.toml, then the local one; else the default."""
-    from .registry import load_registry
-    from .runner import load_embedder
-
     wanted = name or recorded
     registries = []
     for where in (root / "models.toml", None):
@@ -775,26 +786,20 @@ def _recompute_explain(bundled: Any, sets: Mapping[str, Any], embedder: Any, pro
     """The judge-free part of a bundled ``explain`` section, recomputed (None when its sets are absent)."""
     if not isinstance(bundled, Mapping) or bundled.get("base") not in sets or bundled.get("aligned") not in sets:
         return None
-    from .explain import explain
 
     return explain(sets[bundled["base"]], sets[bundled["aligned"]], embedder=embedder, prompts=prompts)
 
 
 def _replay_run(root: Path, entry: Mapping[str, Any], embedder: Any, lexical_only: bool) -> ReplayItem:
-    from .analysis import analyse
-    from .compare import _ordered
-    from .conditions import TEACHER
-    from .readers import read_samples
-    from .store import read_manifest, read_results
 
     run_dir = root / entry["path"]
     manifest = read_manifest(run_dir)
     bundled = read_results(run_dir) or {}
-    found = _ordered(read_samples(run_dir))
+    found = ordered_sets(read_samples(run_dir))
     conditions = (manifest.get("settings") or {}).get("conditions") or list(found)
     sets = {c: found[c] for c in conditions if c in found}
     prompts: dict[int, str] = next((dict(s.prompts) for s in sets.values() if s.prompts), {})
-    results = analyse(sets, embedder=embedder, prompts=prompts)
+    results = analyse(sets, embedder=embedder, prompts=prompts).to_json()
     notes = []
     judged = False
     if "explain" in bundled:
@@ -805,7 +810,7 @@ def _replay_run(root: Path, entry: Mapping[str, Any], embedder: Any, lexical_onl
             if judged:
                 notes.append("the judge's figures are not recomputed (they need the judge model)")
     skip = _skipper(lexical_only, judged)
-    check = compare_figures(bundled, results, skip=skip)
+    check = compare_figures(bundled, results, skip_keys=skip)
     if lexical_only:
         notes.append(
             "--lexical-only: embedding figures, verdicts, the finding and the quality filters were not recomputed"
@@ -814,19 +819,19 @@ def _replay_run(root: Path, entry: Mapping[str, Any], embedder: Any, lexical_onl
     return ReplayItem(entry["name"], "run", str(run_dir), manifest, results, sets, prompts, TEACHER, check, notes)
 
 
-def _skipper(lexical_only: bool, judged: bool = False) -> Callable[[str], bool]:
-    def skip(path: str) -> bool:
-        if judged and _JUDGE_PARTS.search(path):
+def _skipper(lexical_only: bool, judged: bool = False) -> Callable[[tuple[str, ...]], bool]:
+    def skip(keys: tuple[str, ...]) -> bool:
+        inside = keys[1:] if keys[:1] == ("explain",) else None
+        if judged and inside is not None and part_is(inside, JUDGE_PARTS):
             return True
-        if (judged or lexical_only) and _JUDGE_DEPENDENT.search(path):  # the sentence draws on both
-            return True
-        return lexical_only and bool(_EMBEDDING_PARTS.search(path) or _FILTER_PARTS.search(path))
+        if (judged or lexical_only) and inside is not None and part_is(inside, DERIVED_PARTS):
+            return True  # the sentence draws on both
+        return lexical_only and needs_encoder(keys)
 
     return skip
 
 
 def _replay_released(root: Path, entry: Mapping[str, Any], lexical_only: bool) -> ReplayItem:
-    from .compare import read_released
 
     folder = root / entry["path"]
     try:
@@ -855,7 +860,7 @@ def _replay_released(root: Path, entry: Mapping[str, Any], lexical_only: bool) -
     if record.get("embeddings") and lexical_only:
         notes.append("--lexical-only: embedding figures were not recomputed")
     dropped = lexical_only and bool(record.get("embeddings"))  # a lexical analysis loses nothing
-    check = compare_figures(record.get("results") or {}, inp.results, skip=_skipper(dropped))
+    check = compare_figures(record.get("results") or {}, inp.results, skip_keys=_skipper(dropped))
     return ReplayItem(
         entry["name"],
         "released",
@@ -893,8 +898,6 @@ def replay_bundle(
         encoder = None
         encoder_note = ""
         if runs and not lexical_only:
-            from .store import read_manifest
-
             recorded = next(
                 (
                     (read_manifest(root / r["path"]).get("embedder") or {}).get("name")
@@ -937,6 +940,7 @@ __all__ = [
     "Replay",
     "compare_figures",
     "model_files_size",
+    "needs_encoder",
     "pack_bundle",
     "replay_bundle",
     "unpack_bundle",

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from .generation import backend
+from .gguf_check import sha256_file
+from .lock import lock_state
 from .registry import install_hint, load_registry, locate, package_dir, resolve
 
 
 def model_rows(registry_path: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    from .gguf_check import sha256_file
-    from .lock import lock_state
 
     reg = load_registry(registry_path)
     rows = []
     for spec in reg.models.values():
-        path = locate(spec) if spec.backend == "llama.cpp" else None
+        local = backend(spec.backend).local_file
+        path = locate(spec) if local else None
         row: dict[str, Any] = {
             "name": spec.name,
             "role": spec.role,
@@ -38,7 +40,7 @@ def model_rows(registry_path: str | None = None) -> tuple[list[dict[str, Any]], 
         if path is not None:
             row["size"] = path.stat().st_size
             row["sha256"] = sha256_file(path)
-        if spec.backend == "llama.cpp":
+        if local:
             row.update(lock_state(reg.path, spec.name, path, row["sha256"]))
         else:
             row.update({"pulled": None, "locked": None})

@@ -7,14 +7,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from .data import SampleSet, failure_text
-from .errors import SamplesFileError
+from .analysis import diversity_table, recover_table
+from .bench import SWEEP_SEQUENCES, run_bench, run_bench_generator, run_sweep, sweep_sequences
+from .compare import released_prompts
+from .data import ModelRef, SampleSet, failure_text
+from .errors import ConfigError, SamplesFileError
+from .explain import explain
+from .generation import backend
+from .judge_check import with_agreement
+from .loaders import model_ref, open_generator, open_judge, registry_embedder
+from .metrics.stance import stance_summary
+from .readers import check_aligned, read_samples, read_stance_labels
+from .registry import load_registry
+from .tuning import ALL_LAYERS, EngineTuner, cpu_budget, prepare_threads, thread_candidates
 
 
 def _sets_by_path(paths: list[str]) -> dict[str, SampleSet]:
     """PATH -> its sample set; a run directory with several conditions gives 'PATH[condition]'."""
-    from .readers import read_samples
-
     out: dict[str, SampleSet] = {}
     for p in paths:
         sets = read_samples(p)
@@ -35,10 +44,9 @@ def _usable(s: SampleSet, name: str) -> SampleSet:
 
 
 def diversity_of_paths(paths: list[str], *, embeddings: bool = False, embedder: str | None = None) -> dict[str, Any]:
-    from .analysis import diversity_table
 
     sets = _sets_by_path(paths)
-    encoder = _embedder(embedder) if embeddings else None
+    encoder = registry_embedder(embedder) if embeddings else None
     return diversity_table(sets, encoder, require_pairs=False)
 
 
@@ -53,13 +61,12 @@ def _single(path: str, what: str) -> SampleSet:
 def recover_paths(
     reference: str, candidates: list[str], baseline: str | None, *, embeddings: bool = True, embedder: str | None = None
 ) -> dict[str, Any]:
-    from .analysis import recover_table
 
     ref = _single(reference, "--reference")
     base = _single(baseline, "--baseline") if baseline else None
     cands = _sets_by_path(candidates)
     _check_line_counts(ref, [*cands.values(), *([base] if base else [])])
-    encoder = _embedder(embedder) if embeddings else None
+    encoder = registry_embedder(embedder) if embeddings else None
     if base is not None:
         # greedy comparisons: the reference's (greedy) sample 0 against the sampled baseline
         return recover_table(ref, cands, encoder, baseline=base, greedy_reference=ref)
@@ -71,7 +78,6 @@ def _check_line_counts(reference: SampleSet, others: list[SampleSet]) -> None:
     line count than the reference belongs to another prompt set (or was cut short), and comparing
     the lines they share would silently measure a subset. lite_align runs may lack skipped prompts,
     so they are matched by prompt id instead."""
-    from .readers import check_aligned
 
     def is_run(s: SampleSet) -> bool:
         return str(s.settings.get("format", "")).startswith("lite_align.run")
@@ -85,8 +91,6 @@ def _check_line_counts(reference: SampleSet, others: list[SampleSet]) -> None:
 
 
 def stance_of_paths(paths: list[str], samples_per_prompt: int) -> dict[str, Any]:
-    from .metrics.stance import stance_summary
-    from .readers import read_stance_labels
 
     out = {}
     for p in paths:
@@ -95,19 +99,10 @@ def stance_of_paths(paths: list[str], samples_per_prompt: int) -> dict[str, Any]
     return out
 
 
-def _bench_model_path(model: str | None, registry_path: str | None) -> tuple[str, Any]:
-    from .gguf_check import inspect_gguf
-    from .registry import load_registry, resolve_model_arg
-
+def _bench_model(model: str | None, registry_path: str | None) -> ModelRef:
+    """--model (a registry name or a .gguf path; default: the default pair's base model), resolved."""
     reg = load_registry(registry_path)
-    name = model or reg.pair(reg.default_pair).base
-    spec, path = resolve_model_arg(reg, name, "base")
-    if spec.backend != "llama.cpp":
-        from .errors import ConfigError
-
-        raise ConfigError(f"--model: {name} is served by {spec.backend}; bench measures local GGUF models")
-    inspect_gguf(path)
-    return spec.name, path
+    return model_ref(reg, model or reg.pair(reg.default_pair).base, "base")
 
 
 def bench_model(
@@ -120,11 +115,16 @@ def bench_model(
     say: Any = None,
     **sizes: Any,
 ) -> dict[str, Any]:
-    """``lite-align bench``: one setting (auto: the calibrated one, as ``run`` uses)."""
-    from .bench import run_bench
-    from .tuning import EngineTuner
-
-    name, path = _bench_model_path(model, registry_path)
+    """``lite-align bench``: one setting (auto: the calibrated one, as ``run`` uses). A model of a
+    backend that is not a local file is measured through its generator as it is (engine tokens/s)."""
+    ref = _bench_model(model, registry_path)
+    if not backend(ref.backend).local_file:
+        gen = open_generator(ref)
+        try:
+            return run_bench_generator(gen, ref.name, ref.backend, progress=say, **sizes)
+        finally:
+            gen.close()
+    name, path = ref.name, ref.path
     settings = EngineTuner.from_options(threads, batch, gpu_layers, say=say).settings_for(path)
     result = run_bench(
         path,
@@ -145,8 +145,6 @@ def parse_grid(value: str | None, option: str, default: tuple[int, ...], *, low:
     >>> parse_grid("2,1", "--threads", (1,)), parse_grid(None, "--batch", (16,))
     ((1, 2), (16,))
     """
-    from .errors import ConfigError
-
     if value is None or value.strip().lower() == "auto":
         return default
     try:
@@ -170,10 +168,10 @@ def bench_sweep(
 ) -> dict[str, Any]:
     """``lite-align bench --sweep``: tokens/s over threads x live sequences (x GPU layers where
     the llama.cpp build offloads), with the cell the auto selection rule picks."""
-    from .bench import SWEEP_SEQUENCES, run_sweep, sweep_sequences
-    from .tuning import ALL_LAYERS, cpu_budget, prepare_threads, thread_candidates
-
-    name, path = _bench_model_path(model, registry_path)
+    ref = _bench_model(model, registry_path)
+    if not backend(ref.backend).local_file:
+        raise ConfigError(f"--sweep: {ref.name} is served by {ref.backend}; a sweep tunes local GGUF models")
+    name, path = ref.name, ref.path
     thread_grid = parse_grid(threads, "--threads", thread_candidates(cpu_budget().threads))
     prepare_threads(max(thread_grid))
     import llama_cpp
@@ -188,25 +186,8 @@ def bench_sweep(
     return result
 
 
-def _embedder(name: str | None = None) -> Any:
-    """The registry's embedder ``name`` (--embedder), else its default one."""
-    from .errors import RegistryError
-    from .registry import load_registry
-    from .runner import load_embedder
-
-    try:
-        registry = load_registry()
-    except RegistryError:  # analysing files outside a project: the packaged default encoder
-        if name:
-            raise
-        registry = None
-    return load_embedder(registry, name)
-
-
 def _pick(path: str, default_condition: str, what: str) -> SampleSet:
     """``PATH`` or ``PATH#condition``: one sample set; a run directory defaults to ``default_condition``."""
-    from .readers import read_samples
-
     base_path, _, condition = path.partition("#")
     sets = {s.label: s for s in read_samples(base_path)}
     if len(sets) == 1 and not condition:
@@ -217,26 +198,6 @@ def _pick(path: str, default_condition: str, what: str) -> SampleSet:
             f"{what} {path}: no condition '{name}' (it holds {', '.join(sets)}); write {base_path}#CONDITION"
         )
     return _usable(sets[name], f"{what} {path}")
-
-
-def open_judge(model: str, registry_path: str | None = None, *, threads: int | None = None) -> Any:
-    """A local GGUF chat model as the judge (registry name or .gguf path). ``threads`` None: the
-    count calibrated fastest for this model at the judge's 4 sequences (lite_align.tuning)."""
-    from .gguf_check import inspect_gguf, sha256_file
-    from .judge import Judge
-    from .registry import load_registry, resolve_model_arg
-    from .tuning import EngineTuner
-
-    spec, path = resolve_model_arg(load_registry(registry_path), model, "chat")
-    inspect_gguf(path)
-    # a judge prompt holds at most two answers cut to ~500 tokens each: 3072 cells, 4 sequences at a
-    # time keep the KV cache of a small judge well under a gigabyte
-    gen = EngineTuner(threads=threads, batch=JUDGE_SEQUENCES).open(path, n_ctx=JUDGE_CTX)
-    return Judge(gen, sha256_file(path), name=spec.name)
-
-
-JUDGE_CTX = 3072
-JUDGE_SEQUENCES = 4
 
 
 def explain_paths(
@@ -251,9 +212,6 @@ def explain_paths(
 ) -> dict[str, Any]:
     from pathlib import Path
 
-    from .compare import released_prompts
-    from .explain import explain
-
     b, a = _pick(base, "base", "--base"), _pick(aligned, "chat", "--aligned")
     texts = {**a.prompts, **b.prompts}
     if prompts or not texts:
@@ -262,9 +220,13 @@ def explain_paths(
     the_judge = open_judge(judge, registry) if judge else None
     try:
         result = explain(
-            b, a, embedder=_embedder(embedder), judge=the_judge, prompts=texts or None, judge_prompts=judge_prompts
+            b,
+            a,
+            embedder=registry_embedder(embedder),
+            judge=the_judge,
+            prompts=texts or None,
+            judge_prompts=judge_prompts,
         )
-        from .judge_check import with_agreement
 
         return with_agreement(result, the_judge)  # the judge's measured agreement heads its figures
     finally:

@@ -5,20 +5,24 @@ are recomputed with ``analysis.analyse`` when ``results.json`` is absent), or th
 outputs (one ``samples.jsonl``, its directory, or a directory of such directories, e.g.
 ``ConflictingQA/outputs``), analysed on the spot with the set named by ``reference`` as teacher.
 
-Comparing (``compare_runs``): for every condition both runs hold, every lexical diversity measure's
-per-prompt values are paired over the prompts the runs share, and the difference B − A is reported
-with a paired bootstrap interval over prompts (``stats.diff_ci``). Rates are paired as per-prompt
-shares of answers (with the same number of samples per prompt their mean is the pooled rate).
-Recoverability is compared on word-bag Jaccard: cross and baseline as paired differences, and the
-recovery ratio (sum cross / sum baseline over the shared prompts, as the study defines it) as the
-difference of the two ratios under one paired bootstrap. Per-prompt ratios are not averaged: a
-prompt whose teacher samples share no words has a baseline of 0.
+Comparing (``compare_runs``): for every condition both runs hold, the per-prompt values of every
+registered diversity measure that needs no encoder (``metrics.registry``: the ``comparable``
+metrics of families without ``embeddings`` or ``token_vectors``; today the lexical ones) are
+paired over the prompts the runs share, and the difference B − A is reported with a paired
+bootstrap interval over prompts (``stats.diff_ci``). Rates are paired as per-prompt shares of
+answers (with the same number of samples per prompt their mean is the pooled rate).
+Recoverability is compared on every registered similarity that needs no encoder (word-bag
+Jaccard): cross and baseline as paired differences, and the recovery ratio (sum cross / sum
+baseline over the shared prompts, as the study defines it) as the difference of the two ratios
+under one paired bootstrap. Per-prompt ratios are not averaged: a prompt whose teacher samples
+share no words has a baseline of 0.
 
 Prompts are matched by text (whitespace-normalised) when both runs record their prompts
 (``prompts.jsonl``, or the prompt-set file named in the manifest with the recorded sha256); when
 they do not, by prompt id if both used the same prompt set (same sha256), and the result says so.
 
-Left out: embedding similarities and embedding diversity (they need the ONNX encoder per prompt).
+Left out: measures and similarities that need the encoder (embedding diversity, embedding cosine,
+BERTScore): they would need the ONNX encoder per prompt.
 """
 
 from __future__ import annotations
@@ -30,16 +34,21 @@ from typing import Any
 
 import numpy as np
 
-from .conditions import ALL_CONDITIONS, GREEDY_SUFFIX, TEACHER, is_teacher
+from .analysis import analyse, diversity_table, max_samples, recover_table
+from .conditions import GREEDY_SUFFIX, TEACHER, is_teacher, order_rank
 from .data import SampleSet
 from .errors import ConfigError, LiteAlignError, PromptFileError, RunDirError
+from .loaders import load_embedder, registry_embedder
+from .metrics.cross import cross_similarity
+from .metrics.registry import Inputs, families, similarities
+from .prompts import load_prompt_set
+from .readers import check_aligned, read_samples
 from .stats import N_BOOT, SEED, Estimate, diff_ci
+from .store import read_manifest, read_results
 
 __all__ = ["ReportInput", "compare_runs", "load_report_input", "read_run"]
 
 PAPER_SAMPLES = "samples.jsonl"
-RATE_COUNTS = {"abstain_rate": "abstain", "numbered_list_rate": "numbered_list", "bullet_list_rate": "bullet_list"}
-MEAN_MEASURES = ("jaccard_within", "length_mean", "length_spread", "distinct_prefix_fraction")
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,7 @@ def load_report_input(
                 "--reference, --prompts and --baseline are for released outputs; a run directory records them"
             )
         return read_run(p, embeddings=embeddings, embedder=embedder)
-    if p.is_file() or (p / PAPER_SAMPLES).is_file() or _released_dirs(p):
+    if p.is_file() or (p / PAPER_SAMPLES).is_file() or released_dirs(p):
         return read_released(
             p, reference=reference, prompts=prompts, baseline=baseline, embeddings=embeddings, embedder=embedder
         )
@@ -93,36 +102,24 @@ def load_report_input(
 def _embedder(embeddings: bool, name: str | None = None) -> Any:
     if not embeddings:
         return None
-    if name:
-        from .commands import _embedder as registry_embedder
-
-        return registry_embedder(name)
-    from .runner import load_embedder
-
-    return load_embedder()
+    return registry_embedder(name) if name else load_embedder()
 
 
-def _ordered(sets: list[SampleSet]) -> dict[str, SampleSet]:
-    rank = {c: i for i, c in enumerate(ALL_CONDITIONS)}
-    ordered = sorted(sets, key=lambda s: (rank.get(s.label, len(rank)), s.label))
+def ordered_sets(sets: list[SampleSet]) -> dict[str, SampleSet]:
+    ordered = sorted(sets, key=lambda s: (order_rank(s.label), s.label))
     return {s.label: s for s in ordered}
 
 
 def read_run(path: str | Path, *, embeddings: bool = False, embedder: str | None = None) -> ReportInput:
     """A run directory's manifest, samples, prompt texts and results (recomputed when absent)."""
-    from .readers import read_samples
-    from .store import read_manifest, read_results
-
     run_dir = Path(path).expanduser()
     manifest = read_manifest(run_dir)
     manifest.setdefault("run_dir", str(run_dir))
-    sets = _ordered(read_samples(run_dir))
+    sets = ordered_sets(read_samples(run_dir))
     prompts, source = _run_prompts(manifest, sets)
     results = read_results(run_dir)
     if results is None:
-        from .analysis import analyse
-
-        results = analyse(sets, embedder=_embedder(embeddings, embedder), prompts=prompts)
+        results = analyse(sets, embedder=_embedder(embeddings, embedder), prompts=prompts).to_json()
     results = {k: v for k, v in results.items() if k != "format"}
     return ReportInput(str(run_dir), manifest, results, sets, prompts, source, TEACHER)
 
@@ -136,8 +133,6 @@ def _run_prompts(manifest: Mapping[str, Any], sets: Mapping[str, SampleSet]) -> 
     ps = manifest.get("prompt_set") or {}
     source, sha = ps.get("source"), ps.get("sha256")
     if isinstance(source, str) and sha and Path(source).is_file():
-        from .prompts import load_prompt_set
-
         try:
             pset = load_prompt_set(source, limit=ps.get("n_prompts"))
         except PromptFileError:
@@ -147,7 +142,7 @@ def _run_prompts(manifest: Mapping[str, Any], sets: Mapping[str, SampleSet]) -> 
     return {}, ""
 
 
-def _released_dirs(p: Path) -> list[Path]:
+def released_dirs(p: Path) -> list[Path]:
     if not p.is_dir():
         return []
     return sorted(d for d in p.iterdir() if d.is_dir() and (d / PAPER_SAMPLES).is_file())
@@ -168,11 +163,8 @@ def read_released(
     Greedy outputs (one sample per prompt) have no baseline of their own: ``baseline`` names the
     reference's sampled outputs, whose within-reference similarity is the baseline (docs/method.md §6);
     without it, recoverability of a one-sample reference is left out and the manifest says why."""
-    from .analysis import diversity_table, max_samples, recover_table
-    from .readers import read_samples
-
     p = Path(path).expanduser()
-    dirs = _released_dirs(p) if p.is_dir() and not (p / PAPER_SAMPLES).is_file() else [p]
+    dirs = released_dirs(p) if p.is_dir() and not (p / PAPER_SAMPLES).is_file() else [p]
     found = [s for d in dirs for s in read_samples(d)]
     sets = {s.label: s for s in found}
     if reference is not None and reference not in sets:
@@ -227,9 +219,6 @@ def _set_brief(ss: SampleSet, samples: int) -> dict[str, Any]:
 def released_prompts(path: Path, given: str | None, sets: list[SampleSet]) -> tuple[dict[int, str], str]:
     """--prompts when given (it must match the samples), else ``instances/data.jsonl`` next to the
     outputs (the release's layout) when it matches, else none."""
-    from .prompts import load_prompt_set
-    from .readers import check_aligned
-
     if given is not None:
         pset = load_prompt_set(given)
         check_aligned(sets, len(pset), against=f"--prompts {given}")
@@ -279,17 +268,17 @@ def match_prompts(a: ReportInput, b: ReportInput) -> tuple[list[tuple[int, int]]
     )
 
 
-def _per_prompt_diversity(ss: SampleSet) -> dict[str, dict[int, float]]:
-    """Every lexical measure's value per prompt id (rates as shares of the prompt's answers)."""
-    from .metrics.lexical import diversity
-
-    d = diversity(ss)
-    ids, per = d.prompt_ids, d.per_prompt
-    out: dict[str, dict[int, float]] = {}
-    for key in MEAN_MEASURES:
-        out[key] = {pid: float(v) for pid, v in zip(ids, per[key], strict=True) if not np.isnan(v)}
-    for key, count in RATE_COUNTS.items():
-        out[key] = {pid: float(c / n) for pid, c, n in zip(ids, per[count], per["n"], strict=True) if n}
+def _per_prompt_diversity(ss: SampleSet) -> dict[str, Mapping[int, float]]:
+    """Every comparable registered measure's value per prompt id, from the families that need no
+    encoder (metrics.registry; the lexical family gives rates as shares of the prompt's answers)."""
+    out: dict[str, Mapping[int, float]] = {}
+    inputs = Inputs()
+    for family in families():
+        if not family.available(inputs):
+            continue
+        comparable = {m.key for m in family.metrics if m.comparable}
+        per_prompt = family.compute(ss, inputs).per_prompt
+        out.update({k: v for k, v in per_prompt.items() if k in comparable})
     return out
 
 
@@ -334,29 +323,28 @@ def ratio_difference(cross_a: np.ndarray, base_a: np.ndarray, cross_b: np.ndarra
     return Estimate(point, float(lo), float(hi), n)
 
 
-def _cross_per_prompt(run: ReportInput, condition: str) -> tuple[dict[int, float], dict[int, float]] | None:
-    """Per-prompt Jaccard cross and baseline of ``condition`` against the run's teacher, chosen as
-    the study does (a greedy condition against the greedy teacher, baseline from the sampled one)."""
-    from .analysis import max_samples
-    from .metrics.cross import JaccardSimilarity, cross_similarity
-
+def _cross_per_prompt(run: ReportInput, condition: str, sim: Any) -> tuple[dict[int, float], dict[int, float]] | None:
+    """Per-prompt cross and baseline similarity of ``condition`` against the run's teacher, chosen
+    as the study does (a greedy condition against the greedy teacher, baseline from the sampled one)."""
     teacher = run.sets.get(TEACHER)
     cand = run.sets[condition]
     if teacher is None:
         return None
     greedy_ref = run.sets.get(TEACHER + GREEDY_SUFFIX)
     if max_samples(cand) < 2 and greedy_ref is not None:
-        res = cross_similarity(greedy_ref, cand, JaccardSimilarity(), baseline=teacher)
+        res = cross_similarity(greedy_ref, cand, sim, baseline=teacher)
     else:
-        res = cross_similarity(teacher, cand, JaccardSimilarity())
+        res = cross_similarity(teacher, cand, sim)
     ids = res.prompt_ids
     cross = dict(zip(ids, res.cross_per_prompt.tolist(), strict=True))
     base = dict(zip(ids, res.baseline_per_prompt.tolist(), strict=True))
     return cross, base
 
 
-def _recover_pair(a: ReportInput, b: ReportInput, condition: str, pairs: list[tuple[int, int]]) -> dict[str, Any]:
-    got_a, got_b = _cross_per_prompt(a, condition), _cross_per_prompt(b, condition)
+def _recover_pair(
+    a: ReportInput, b: ReportInput, condition: str, pairs: list[tuple[int, int]], sim: Any
+) -> dict[str, Any]:
+    got_a, got_b = _cross_per_prompt(a, condition, sim), _cross_per_prompt(b, condition, sim)
     if got_a is None or got_b is None:
         return {}
     (ca, ba), (cb, bb) = got_a, got_b
@@ -399,8 +387,7 @@ def compare_runs(a: ReportInput, b: ReportInput) -> dict[str, Any]:
     shared = [c for c in a.sets if c in b.sets]
     if not shared:
         raise RunDirError(f"{a.path} and {b.path} share no condition (A: {', '.join(a.sets)}; B: {', '.join(b.sets)})")
-    from .analysis import max_samples
-
+    sims = [s.make(None, {}) for s in similarities() if not s.needs_encoder]
     conditions: dict[str, Any] = {}
     for cond in shared:
         row: dict[str, Any] = {}
@@ -408,9 +395,10 @@ def compare_runs(a: ReportInput, b: ReportInput) -> dict[str, Any]:
             div_a, div_b = _per_prompt_diversity(a.sets[cond]), _per_prompt_diversity(b.sets[cond])
             row["diversity"] = {k: _paired(div_a[k], div_b[k], pairs) for k in div_a}
         if not is_teacher(cond):
-            rec = _recover_pair(a, b, cond, pairs)
-            if rec:
-                row["recover"] = {"jaccard": rec}
+            recs = {sim.name: _recover_pair(a, b, cond, pairs, sim) for sim in sims}
+            recs = {k: v for k, v in recs.items() if v}
+            if recs:
+                row["recover"] = recs
         conditions[cond] = row
     return {
         "a": _run_label(a),

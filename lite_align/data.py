@@ -12,6 +12,19 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class ModelRef:
+    """A resolved model: registry name, role, file (or, for a served model, the id that stands for
+    one: ``generation.Backend.locate``), its backend and the settings it is opened with."""
+
+    name: str
+    role: str
+    path: str
+    family: str = ""
+    backend: str = "llama.cpp"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Prompt:
     """One prompt of a set. ``id`` is its index in the set (the paper's convention)."""
 

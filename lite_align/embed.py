@@ -34,10 +34,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import math
 import sqlite3
+import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,10 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, MissingDependencyError, ModelFileError, ModelNotFoundError
+from .jsonio import loads as json_loads
+from .paths import cache_dir
 from .sqlite_cache import delete_files, is_corrupt, open_versioned, unusable
+from .tuning import PROBE_PROMPT, CpuBudget, TuningCache, cpu_budget, machine_key, now, thread_candidates
 
 CACHE_FORMAT = "lite_align-embeddings"
 CACHE_VERSION = 1  # bump when the stored layout or the meaning of a vector changes
@@ -132,8 +137,6 @@ def _package_file(package: str, relative: str, install: str) -> Path:
 
 def default_cache_dir() -> Path:
     """``$LITE_ALIGN_CACHE/embeddings`` or ``~/.cache/lite_align/embeddings``."""
-    from .paths import cache_dir
-
     return cache_dir() / "embeddings"
 
 
@@ -514,8 +517,6 @@ class OnnxEmbedder(Embedder):
         tokenizer.enable_truncation(max_length=spec.max_length)
         self._loaded = _Loaded(session, tokenizer, inputs, output.name)
         if self.threads is None:  # auto: measured once per model and machine, then cached
-            from .tuning import onnx_threads
-
             self.threads = onnx_threads(self)
             if self.threads > 1:
                 self._loaded.session = onnx_session(spec.onnx_path, self.threads)
@@ -603,3 +604,96 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to length 1 (a zero row stays zero), float32."""
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return np.asarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# onnxruntime threads, chosen by measurement (as lite_align.tuning chooses llama.cpp's)
+
+
+ONNX_PROBE_TEXTS = 8  # texts in the onnxruntime calibration (~50 word pieces each, one batch)
+
+
+def onnx_threads(
+    embedder: Any,
+    cache: TuningCache | None = None,
+    *,
+    budget: CpuBudget | None = None,
+    measure: Callable[[Any, Sequence[int]], Mapping[int, float]] | None = None,
+) -> int:
+    """Intra-op threads for an ``embed.OnnxEmbedder`` whose model is loaded: 1 on a one-core
+    budget, else the fastest of :func:`thread_candidates` on a short encode (``measure``: seconds
+    per thread count, default :func:`measure_onnx`), cached per (ONNX file sha256, machine).
+    1 thread (the previous fixed setting) is always a candidate."""
+    budget = budget or cpu_budget()
+    if budget.threads == 1:
+        return 1
+    key = f"onnx:{embedder.onnx_sha256}:{machine_key(budget)}"
+    cache = cache or TuningCache()
+    cached = cache.get(key)
+    if isinstance(cached, Mapping) and isinstance(cached.get("threads"), int) and cached["threads"] >= 1:
+        return int(cached["threads"])
+    timings = dict((measure or measure_onnx)(embedder, thread_candidates(budget.threads)))
+    best = min(timings, key=lambda t: (timings[t], t))
+    cache.put(key, {"threads": best, "seconds": {str(t): v for t, v in timings.items()}, "created": now()})
+    return best
+
+
+def measure_onnx(embedder: Any, threads: Sequence[int], repeats: int = 2) -> dict[int, float]:
+    """Seconds per encode of :data:`ONNX_PROBE_TEXTS` texts with each thread count (best of
+    ``repeats`` after a warm-up), on fresh sessions of the embedder's model."""
+    loaded = embedder._load() if embedder._loaded is None else embedder._loaded
+    words = PROBE_PROMPT.split() * 8
+    texts = [" ".join(words[i : i + 30 + 2 * i]) for i in range(ONNX_PROBE_TEXTS)]
+    pieces = loaded.tokenizer.encode_batch(texts)
+    feeds = []
+    for lo in range(0, len(pieces), 8):
+        batch = pieces[lo : lo + 8]
+        width = max(len(p.ids) for p in batch)
+        ids = np.zeros((len(batch), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, p in enumerate(batch):
+            ids[row, : len(p.ids)] = p.ids
+            mask[row, : len(p.ids)] = 1
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in loaded.inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        feeds.append(feed)
+    out: dict[int, float] = {}
+    for t in threads:
+        session = onnx_session(embedder.spec.onnx_path, t)
+        session.run([loaded.output], feeds[0])
+        best = math.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for feed in feeds:
+                session.run([loaded.output], feed)
+            best = min(best, time.perf_counter() - t0)
+        out[t] = round(best, 4)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# What `lite-align embedders export` leaves beside its ONNX file (read when a spec is built)
+
+SIDECAR = "embedder.json"
+SIDECAR_FORMAT = "lite_align.embedder/1"
+
+
+def exported_settings(onnx_path: Path) -> dict[str, Any]:
+    """``dim`` and ``pooling`` of an exported model, read from ``embedder.json`` beside it
+    ({} when there is none, as for models not written by :func:`export_embedder`)."""
+    path = Path(onnx_path).with_name(SIDECAR)
+    try:
+        data = json_loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        raise ConfigError(f"{path} is not valid JSON; export the embedder again or delete the file") from None
+    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
+        raise ConfigError(f"{path}: expected format {SIDECAR_FORMAT}; export the embedder again or delete the file")
+    out: dict[str, Any] = {}
+    if isinstance(data.get("dim"), int):
+        out["dim"] = data["dim"]
+    if data.get("pooling") in ("mean", "cls"):
+        out["pooling"] = data["pooling"]
+    return out

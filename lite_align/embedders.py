@@ -32,11 +32,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .embed import SIDECAR, SIDECAR_FORMAT, EmbedderSpec, OnnxEmbedder, exported_settings, file_sha256
 from .errors import ConfigError, LiteAlignError, MissingDependencyError, ModelFileError, RegistryError
-from .jsonio import loads as json_loads
+from .gguf_check import sha256_file
+from .loaders import embedder_spec
+from .paths import cache_dir
+from .registry import load_registry, registry_path
 
-SIDECAR = "embedder.json"
-SIDECAR_FORMAT = "lite_align.embedder/1"
 EXPORT_INSTALL = "./install.sh --export (or: pip install torch==2.13.0, then pip install 'lite_align[export]')"
 OPSET = 17
 CHECK_COSINE = 0.999
@@ -54,26 +56,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # What an export leaves beside its ONNX file
 
 
-def exported_settings(onnx_path: Path) -> dict[str, Any]:
-    """``dim`` and ``pooling`` of an exported model, read from ``embedder.json`` beside it
-    ({} when there is none, as for models not written by :func:`export_embedder`)."""
-    path = Path(onnx_path).with_name(SIDECAR)
-    try:
-        data = json_loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError):
-        raise ConfigError(f"{path} is not valid JSON; export the embedder again or delete the file") from None
-    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
-        raise ConfigError(f"{path}: expected format {SIDECAR_FORMAT}; export the embedder again or delete the file")
-    out: dict[str, Any] = {}
-    if isinstance(data.get("dim"), int):
-        out["dim"] = data["dim"]
-    if data.get("pooling") in ("mean", "cls"):
-        out["pooling"] = data["pooling"]
-    return out
-
-
 # --------------------------------------------------------------------------------------------------
 # Listing
 
@@ -81,10 +63,6 @@ def exported_settings(onnx_path: Path) -> dict[str, Any]:
 def embedder_rows(registry_path: str | None = None) -> list[dict[str, Any]]:
     """One row per ``[embedders.NAME]``: name, default, present, size (ONNX + tokenizer bytes),
     sha256 of the ONNX file (and whether it matches the entry's), source, and why it is missing."""
-    from .gguf_check import sha256_file
-    from .registry import load_registry
-    from .runner import embedder_spec
-
     registry = load_registry(registry_path)
     rows = []
     for name, entry in registry.embedders.items():
@@ -155,8 +133,6 @@ class ExportResult:
 
 def default_export_dir(name: str) -> Path:
     """``$LITE_ALIGN_MODELS_DIR`` (its first folder) or ``<cache>/models``, then ``embedders/NAME``."""
-    from .paths import cache_dir
-
     env = os.environ.get("LITE_ALIGN_MODELS_DIR")
     first = next((p for p in (env or "").split(os.pathsep) if p), "")
     root = Path(first).expanduser() if first else cache_dir() / "models"
@@ -270,8 +246,6 @@ def export_embedder(
     os.replace(onnx_tmp, onnx_path)
     os.replace(tok_tmp, tok_path)
 
-    from .embed import file_sha256
-
     sha = file_sha256(onnx_path)
     sidecar = {
         "format": SIDECAR_FORMAT,
@@ -355,8 +329,6 @@ def _check_export(model: Any, onnx_path: Path, tok_path: Path, name: str, dim: i
     sentence-transformers' own; below CHECK_COSINE the export is refused."""
     import numpy as np
 
-    from .embed import EmbedderSpec, OnnxEmbedder
-
     spec = EmbedderSpec(name, onnx_path, tok_path, max_length=length, pooling=pooling, dim=dim)
     texts = list(CHECK_SENTENCES)
     # one padded batch
@@ -413,8 +385,6 @@ def register_embedder(snippet: str, name: str, registry: str | Path | None = Non
     """Write ``snippet`` (a ``[embedders.NAME]`` table) into models.toml: it replaces the table
     of that name, or is appended. The new file must load as a registry before it replaces the
     old one."""
-    from .registry import load_registry, registry_path
-
     path = registry_path(registry)
     try:
         text = path.read_text(encoding="utf-8")

@@ -55,12 +55,11 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import math
 import os
 import sys
 import time
 from collections import deque
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,53 +67,74 @@ from typing import Any
 import numpy as np
 
 from lite_align.errors import ConfigError, GenerationError, ModelFileError
+
+# the generation contract's types, used here and re-exported for readers of this module
+from lite_align.generation.base import GenerationRequest as GenerationRequest
+from lite_align.generation.base import GenerationResult as GenerationResult
+from lite_align.generation.base import SamplingParams as SamplingParams
 from lite_align.gguf_check import inspect_gguf, sha256_file
 
 # ---------------------------------------------------------------------------------------------
-# Plain data: what the study code passes in and gets back
+# Memory: how many live sequences fit a budget
 # ---------------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class SamplingParams:
-    temperature: float = 0.5  # 0 => greedy (argmax)
-    repetition_penalty: float = 1.1  # HF/TGI semantics: see apply_repetition_penalty
-    max_tokens: int = 700
-    stop: tuple[str, ...] = ()  # stop strings; the text is returned WITHOUT the stop string
-    grammar: str | None = None  # GBNF text (root rule "root") constraining every sampled token
-
-    def __post_init__(self) -> None:
-        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
-            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
-        if not (self.repetition_penalty > 0 and math.isfinite(self.repetition_penalty)):
-            raise ConfigError(f"repetition penalty must be > 0, got {self.repetition_penalty}")
-        if self.max_tokens < 1:
-            raise ConfigError(f"max_tokens must be >= 1, got {self.max_tokens}")
-        if any(not s for s in self.stop):
-            raise ConfigError("stop strings must not be empty")
-        if self.grammar is not None and not self.grammar.strip():
-            raise ConfigError("grammar must be GBNF text or None, got an empty string")
+# the fewest live sequences a working-memory cap leaves (tuning's old fixed setting, 1 thread x 16)
+FEWEST_CAPPED_SEQUENCES = 16
 
 
-@dataclass(frozen=True)
-class GenerationRequest:
-    key: Hashable  # opaque, returned with each result, e.g. ("icl-knn", 17)
-    prompt: str  # the full prompt text, already formatted (chat prompts already rendered)
-    seeds: tuple[int, ...]  # one per sample; n = len(seeds)
-    params: SamplingParams = SamplingParams()
-    prefix: str = ""  # a leading part of ``prompt`` shared with other requests; decoded once
+def estimated_memory(
+    sequences: int, *, model_bytes: int, cell_bytes: int, n_vocab: int, n_ctx: int, kv_unified: bool = False
+) -> int:
+    """Bytes a generator holds, estimated: the weights, the KV cells (per-sequence streams: n_ctx
+    for each live sequence and 4 spare streams; unified: one cache of n_ctx cells), a float32
+    logits row per sequence, the compute buffers (~64 logits rows) and 64 MB of the rest.
+
+    >>> estimated_memory(16, model_bytes=10**8, cell_bytes=1000, n_vocab=1000, n_ctx=1000) // 10**6
+    187
+    """
+    streams = 1 if kv_unified else sequences + 4
+    return model_bytes + streams * n_ctx * cell_bytes + 4 * n_vocab * (sequences + 64) + 64 * 2**20
 
 
-@dataclass(frozen=True)
-class GenerationResult:
-    key: Hashable
-    sample_index: int
-    seed: int
-    text: str
-    completion_tokens: int  # tokens sampled, the end-of-generation token included
-    prompt_tokens: int
-    finish_reason: str  # "stop" (stop string or end-of-generation token) | "length"
-    seconds: float  # wall time attributable to this sample (its share of every step it was in)
+def sequences_within(
+    budget: int,
+    *,
+    model_bytes: int,
+    cell_bytes: int,
+    n_vocab: int,
+    n_ctx: int,
+    kv_unified: bool = False,
+    working: int | None = None,
+) -> int:
+    """The most live sequences whose :func:`estimated_memory` stays within ``budget`` (at least 1,
+    at most llama.cpp's 252), and, with ``working``, within the weights plus ``working`` bytes
+    unless that would leave fewer than ``FEWEST_CAPPED_SEQUENCES`` (then ``budget`` alone decides up to 16).
+
+    >>> sequences_within(300 * 10**6, model_bytes=10**8, cell_bytes=1000, n_vocab=1000, n_ctx=1000)
+    128
+    >>> sequences_within(300 * 10**6, model_bytes=10**8, cell_bytes=1000, n_vocab=1000, n_ctx=1000, working=10**8)
+    28
+    >>> sequences_within(300 * 10**6, model_bytes=10**8, cell_bytes=1000, n_vocab=1000, n_ctx=1000, working=10**7)
+    16
+    """
+    args = {"model_bytes": model_bytes, "cell_bytes": cell_bytes, "n_vocab": n_vocab, "n_ctx": n_ctx}
+
+    def largest(limit: int, hi: int) -> int:
+        lo = 1
+        if estimated_memory(hi, kv_unified=kv_unified, **args) <= limit:
+            return hi
+        while lo < hi:  # the largest n that fits
+            mid = (lo + hi + 1) // 2
+            if estimated_memory(mid, kv_unified=kv_unified, **args) <= limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    fit = largest(budget, 252)
+    if working is None:
+        return fit
+    return min(fit, max(largest(model_bytes + working, 252), FEWEST_CAPPED_SEQUENCES))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,7 +388,7 @@ class LlamaCppGenerator:
         700).
 
         ``memory_budget`` (bytes): lower ``max_sequences`` until the estimated memory of model,
-        KV cache and logits fits (``tuning.sequences_within``; never below 1), and with
+        KV cache and logits fits (``sequences_within``; never below 1), and with
         ``memory_working`` (bytes) until what is beyond the weights fits that too, but not below
         16 sequences for it. The number asked for stays in ``requested_sequences``.
         """
@@ -414,8 +434,6 @@ class LlamaCppGenerator:
         n_ctx = -(-n_ctx // 256) * 256  # llama.cpp pads contexts to 256 cells
         self.requested_sequences = max_sequences
         if memory_budget is not None:
-            from .tuning import sequences_within
-
             fit = sequences_within(
                 memory_budget,
                 model_bytes=self.info.size,

@@ -48,6 +48,26 @@ from lite_align.metrics.quality import OFF_TOPIC_COSINE, diversity_after_filter,
 from lite_align.metrics.stance import stance_summary
 from lite_align.stats import Estimate, mean_ci, ratio_ci
 
+# Parts of the result (key paths; "*" = any key) as a replay needs to know them: those computed
+# from the sentence encoder, those only the judge gives, and those drawn from both.
+ENCODER_PARTS: tuple[tuple[str, ...], ...] = (
+    ("raw_diversity", "*", "embedding"),
+    ("coverage", "embedding"),
+    ("quality", "filters"),  # the off-topic filter compares embeddings; what passes follows from it
+)
+JUDGE_PARTS: tuple[tuple[str, ...], ...] = (("judge",), ("stance",), ("quality", "judge"), ("coverage", "judge"))
+DERIVED_PARTS: tuple[tuple[str, ...], ...] = (("explanation",), ("notes",))
+
+
+def part_is(keys: Sequence[str], parts: Sequence[tuple[str, ...]]) -> bool:
+    """Whether the key path ``keys`` (inside the explain result) is one of ``parts``.
+
+    >>> part_is(("raw_diversity", "base", "embedding"), ENCODER_PARTS), part_is(("coverage",), ENCODER_PARTS)
+    (True, False)
+    """
+    return any(len(keys) == len(p) and all(x in ("*", k) for x, k in zip(p, keys, strict=True)) for p in parts)
+
+
 __all__ = ["HELPFUL_BAR", "explain", "explanation", "looks_yesno"]
 
 HELPFUL_BAR = 3  # a response passes the judge's quality bar with helpfulness >= 3 (<= 2: unhelpful)

@@ -31,7 +31,6 @@ from typing import Any
 from .conditions import GREEDY_SUFFIX, SAMPLED, TEACHER, is_greedy
 from .data import SampleSet
 from .markdown_report import (
-    DIVERSITY_MEASURES,
     Figure,
     FigureTable,
     Note,
@@ -41,12 +40,17 @@ from .markdown_report import (
     explain_blocks,
     explain_parts,
     manifest_lines,
+    measure_digits,
     measure_label,
+    measure_reading,
     recover_dropped_lines,
     recover_table,
     similarity_keys,
     similarity_label,
 )
+from .metrics.lexical import jaccard
+from .results import DiversityRow, RecoverRow, Results
+from .text import tokenize, word_bag
 
 __all__ = ["ChartRow", "bar_chart", "browser_data", "render_html", "shared_spans"]
 
@@ -214,8 +218,6 @@ def shared_spans(text: str, bag: frozenset[str]) -> list[tuple[int, int]]:
     >>> shared_spans('The cat sat; "the cat" ran.', frozenset({"cat", "ran"}))
     [(4, 7), (18, 21), (23, 26)]
     """
-    from .text import tokenize
-
     spans: list[tuple[int, int]] = []
     pos = 0
     for token in tokenize(text):
@@ -240,9 +242,6 @@ def _flat(spans: Sequence[tuple[int, int]]) -> list[int]:
 def browser_data(sets: Mapping[str, SampleSet], prompts: Mapping[int, str], teacher: str | None) -> dict[str, Any]:
     """The sample browser's blob: per condition and prompt, every sample's text, its Jaccard with
     the teacher's sample 0, and the spans of the words it shares with that sample."""
-    from .metrics.lexical import jaccard
-    from .text import word_bag
-
     ref = sets.get(teacher) if teacher else None
     samples: dict[str, dict[str, list[Any]]] = {}
     for name, ss in sets.items():
@@ -308,9 +307,9 @@ def _figure_html(svg: str, caption: str) -> str:
     return f'<figure class="chart-box">{svg}<figcaption>{_esc(caption)}</figcaption></figure>'
 
 
-def _header_html(manifest: Mapping[str, Any], results: Mapping[str, Any]) -> str:
+def _header_html(manifest: Mapping[str, Any], results: Results) -> str:
     items = "".join(f"<dt>{_esc(label)}</dt><dd>{_esc(text)}</dd>" for label, text in manifest_lines(manifest))
-    finding = results.get("finding")
+    finding = results.finding
     finding_html = f'<p class="finding"><strong>Finding.</strong> {_esc(finding)}</p>' if finding else ""
     return (
         '<section aria-labelledby="run-h"><h2 id="run-h">The run</h2>'
@@ -318,14 +317,15 @@ def _header_html(manifest: Mapping[str, Any], results: Mapping[str, Any]) -> str
     )
 
 
-def _diversity_html(diversity: Mapping[str, Mapping[str, Any]], colours: Mapping[str, tuple[str, bool]]) -> str:
+def _diversity_html(diversity: Mapping[str, DiversityRow], colours: Mapping[str, tuple[str, bool]]) -> str:
     figures = []
     for i, key in enumerate(diversity_measures(diversity)):
         label = measure_label(key)
-        hint = DIVERSITY_MEASURES.get(key, ("", "", 3))[1]
-        digits = DIVERSITY_MEASURES.get(key, ("", "", 3))[2]
+        hint = measure_reading(key)
+        digits = measure_digits(key)
         rows = []
-        for name, row in diversity.items():
+        for name, typed in diversity.items():
+            row = typed.to_json()
             ci = row.get("ci", {}).get(key) if isinstance(row.get("ci"), Mapping) else None
             value = row.get(key)
             lo, hi = (ci[0], ci[1]) if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
@@ -342,13 +342,12 @@ def _diversity_html(diversity: Mapping[str, Mapping[str, Any]], colours: Mapping
     )
 
 
-def _recover_html(
-    recover: Mapping[str, Mapping[str, Any]], reference: str, colours: Mapping[str, tuple[str, bool]]
-) -> str:
+def _recover_html(recover: Mapping[str, RecoverRow], reference: str, colours: Mapping[str, tuple[str, bool]]) -> str:
     figures = []
     for key in similarity_keys(recover):
         rows = []
-        for name, row in recover.items():
+        for name, typed in recover.items():
+            row = typed.to_json()
             found = row.get(key)
             r: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
             ci = r.get("ratio_ci") or [None, None]
@@ -593,7 +592,7 @@ _CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline
 
 def render_html(
     manifest: Mapping[str, Any],
-    results: Mapping[str, Any],
+    results: Results | Mapping[str, Any],
     sets: Mapping[str, SampleSet] | None = None,
     prompts: Mapping[int, str] | None = None,
     *,
@@ -602,15 +601,16 @@ def render_html(
 ) -> str:
     """The whole page as one string (see the module doc). Without ``sets`` the sample browser is
     left out."""
-    names = list(sets or {}) + list(results.get("diversity") or {}) + list(results.get("recover") or {})
+    results = Results.from_json(results)
+    names = list(sets or {}) + list(results.diversity) + list(results.recover or {})
     colours = condition_colours(list(dict.fromkeys(names)))
     sections = [_header_html(manifest, results)]
     nav = [("#run-h", "The run")]
-    if results.get("diversity"):
-        sections.append(_diversity_html(results["diversity"], colours))
+    if results.diversity:
+        sections.append(_diversity_html(results.diversity, colours))
         nav.append(("#div-h", "Diversity"))
-    if results.get("recover"):
-        sections.append(_recover_html(results["recover"], teacher or "the reference", colours))
+    if results.recover:
+        sections.append(_recover_html(results.recover, teacher or "the reference", colours))
         nav.append(("#rec-h", "Recoverability"))
     parts = explain_parts(results)
     if parts:

@@ -43,11 +43,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
-from lite_align.engine import GenerationRequest, SamplingParams
 from lite_align.errors import ConfigError, PromptFileError
+from lite_align.generation.base import GenerationRequest, Generator, SamplingParams
 from lite_align.jsonio import loads as json_loads
+from lite_align.paths import cache_dir, prompts_dir
 from lite_align.sqlite_cache import open_versioned, unusable
 
 __all__ = [
@@ -185,8 +186,6 @@ def load_judge_prompt(task: str, directory: Path | None = None) -> JudgePrompt:
     if task not in TASKS:
         raise ConfigError(f"unknown judge task {task!r}; use one of {', '.join(TASKS)}")
     if directory is None:
-        from lite_align.paths import prompts_dir
-
         directory = prompts_dir() / "judge"
     path = Path(directory) / f"{task}.txt"
     try:
@@ -453,21 +452,12 @@ class JudgeCache:
 
 
 def default_cache_path() -> Path:
-    from lite_align.paths import cache_dir
 
     return cache_dir() / "judge" / "judgements.sqlite"
 
 
 # ---------------------------------------------------------------------------------------------
 # The judge
-
-
-class JudgeGenerator(Protocol):
-    """What the judge needs of a generator (``LlamaCppGenerator`` has it; tests use fakes)."""
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> Any: ...
-    def render_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str: ...
-    def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]: ...
 
 
 @dataclass
@@ -508,7 +498,7 @@ class Judge:
 
     def __init__(
         self,
-        generator: JudgeGenerator,
+        generator: Generator,
         judge_model_sha256: str,
         prompts_dir: Path | None = None,
         *,

@@ -42,6 +42,12 @@ import numpy as np
 
 from .errors import ConfigError, PromptFileError, SamplesFileError
 from .explain import HELPFUL_BAR  # the quality bar the explain section applies: checked here as it is used
+from .loaders import open_judge
+from .metrics.stance import STANCES, stance_summary
+from .paths import cache_dir, prompts_dir
+from .readers import read_instances, read_samples, read_stance_labels
+from .registry import load_registry
+from .release import release_root, verify_release
 
 CALIBRATION_FORMAT = "lite_align-judge-calibration"
 CHECK_VERSION = 1  # of the figures computed here; part of the cache key: bump it when they change
@@ -81,7 +87,6 @@ class Calibration:
 
 
 def default_calibration_path() -> Path:
-    from .paths import prompts_dir
 
     return prompts_dir() / "judge" / "calibration.jsonl"
 
@@ -337,8 +342,6 @@ def find_release(path: str | Path | None) -> Path:
     """The ConflictingQA folder of the paper's release: ``path`` (the release or its ConflictingQA
     folder), else where the other commands read it (``$LITE_ALIGN_PAPER_RELEASE``, else where
     ``lite-align release fetch`` put it, its files checked against their sha256)."""
-    from .release import release_root, verify_release
-
     root = Path(path).expanduser() if path else release_root()
     for candidate in (root, root / "ConflictingQA"):
         if all((candidate / "eval-stance" / s / "samples.jsonl").is_file() for s in RELEASE_SETS):
@@ -375,9 +378,6 @@ def release_check(
 ) -> dict[str, Any]:
     """The judge's stance labels on the released llama-2-base and gpt-3.5-turbo answers against the
     paper's GPT-4 labels (eval-stance), on ``limit`` prompts drawn with a fixed seed."""
-    from .metrics.stance import STANCES, stance_summary
-    from .readers import read_instances, read_samples, read_stance_labels
-
     questions = {q.id: q.text for q in read_instances(release / "instances" / "data.jsonl").prompts}
     ids = release_subset(len(questions), limit)
     label_files = [release / "eval-stance" / s / "samples.jsonl" for s in RELEASE_SETS]
@@ -473,7 +473,6 @@ def _key(kind: str, ident: Mapping[str, Any], version: str, content_sha: str) ->
 
 
 def _cache_dir() -> Path:
-    from .paths import cache_dir
 
     return cache_dir() / "judge" / "agreement"
 
@@ -540,9 +539,6 @@ def check_judge(
 ) -> dict[str, Any]:
     """`lite-align judge check`: open the judge (default: the default pair's chat model, the
     embedded judge), measure it on the calibration set and, when asked, against the release."""
-    from .commands import open_judge
-    from .registry import load_registry
-
     cal = load_calibration(calibration)
     folder = find_release(release) if against_release else None  # a missing release fails before loading
     if model is None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelFileError, RegistryError
+from .gguf_check import sha256_file
 
 LOCK_NAME = "models.lock"
 LOCK_VERSION = 1
@@ -92,7 +93,7 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
     return entries
 
 
-def _toml_string(value: str) -> str:
+def toml_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
 
 
@@ -105,10 +106,10 @@ def render_lock(entries: dict[str, LockEntry]) -> str:
     ]
     for name in sorted(entries):
         e = asdict(entries[name])
-        lines += ["", f"[models.{_toml_string(name)}]"]
+        lines += ["", f"[models.{toml_string(name)}]"]
         for key in _FIELDS:
             value = e[key]
-            lines.append(f"{key} = {value}" if isinstance(value, int) else f"{key} = {_toml_string(value)}")
+            lines.append(f"{key} = {value}" if isinstance(value, int) else f"{key} = {toml_string(value)}")
     return "\n".join(lines) + "\n"
 
 
@@ -164,7 +165,6 @@ def check_against_lock(registry_path: str | Path, name: str | None, file: Path) 
     entry = find_entry(read_lock(lock), lock.parent, name, file)
     if entry is None:
         return
-    from .gguf_check import sha256_file
 
     size = file.stat().st_size
     why = mismatch(entry, size, None) or mismatch(entry, size, sha256_file(file))

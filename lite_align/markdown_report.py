@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .data import failure_text
+from .metrics.registry import metric, metrics, similarities, similarity
+from .results import COUNT_KEYS as RESULT_COUNTS
+from .results import DiversityRow, RecoverRow, Results
 
 __all__ = [
-    "DIVERSITY_MEASURES",
     "Figure",
     "FigureTable",
     "Note",
@@ -48,19 +50,7 @@ __all__ = [
 
 REPORT_FORMAT = "lite_align.report/1"
 
-# key -> (label, how to read it, digits)
-DIVERSITY_MEASURES: dict[str, tuple[str, str, int]] = {
-    "jaccard_within": ("word-bag Jaccard within prompt", "lower = more diverse", 3),
-    "embedding_diversity": ("embedding diversity", "higher = more diverse", 3),
-    "distinct_prefix_fraction": ("distinct 20-char prefixes", "higher = more diverse", 3),
-    "length_mean": ("length (words)", "mean words per answer", 1),
-    "length_spread": ("length spread (words)", "mean |difference| between two answers", 1),
-    "abstain_rate": ("abstain rate", "share of answers", 3),
-    "numbered_list_rate": ("numbered-list rate", "share of answers", 3),
-    "bullet_list_rate": ("bullet-list rate", "share of answers", 3),
-}
-SIMILARITY_LABELS = {"jaccard": "word-bag Jaccard", "embedding": "embedding cosine", "bertscore": "BERTScore-style F1"}
-COUNT_KEYS = frozenset({"n_prompts", "n_failed", "n_responses"})
+COUNT_KEYS = frozenset(RESULT_COUNTS)
 # parts of results with a layout of their own; everything else is an "explain" part
 _CORE_PARTS = frozenset({"format", "diversity", "recover", "example", "finding", "explain"})
 
@@ -137,9 +127,9 @@ def _is_figure(key: str, value: Any) -> bool:
 def _digits(key: str, value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return 0
-    known = DIVERSITY_MEASURES.get(key)
+    known = metric(key)
     if known:
-        return known[2]
+        return known.digits
     return 1 if abs(float(value)) >= 100 else 3
 
 
@@ -285,12 +275,19 @@ def _secs(x: Any) -> str:
 # Diversity and recoverability
 
 
-def diversity_measures(diversity: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Every measure present in any row: the known ones in their order, then new numeric keys.
+def rows_json(rows: Mapping[str, DiversityRow | RecoverRow | Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Typed rows (or rows as read from JSON) by their JSON keys, as the tables read them."""
+    return {name: r.to_json() if isinstance(r, (DiversityRow, RecoverRow)) else r for name, r in rows.items()}
+
+
+def diversity_measures(diversity: Mapping[str, DiversityRow | Mapping[str, Any]]) -> list[str]:
+    """Every measure present in any row: the registered ones in their order (metrics.registry),
+    then new numeric keys.
 
     >>> diversity_measures({"a": {"length_mean": 3.0, "jaccard_within": 0.2, "n_prompts": 4, "novelty": 0.5}})
     ['jaccard_within', 'length_mean', 'novelty']
     """
+    diversity = rows_json(diversity)
     present: list[str] = []
     for row in diversity.values():
         for key, value in row.items():
@@ -300,16 +297,28 @@ def diversity_measures(diversity: Mapping[str, Mapping[str, Any]]) -> list[str]:
         for key in row.get("ci", {}) if isinstance(row.get("ci"), Mapping) else ():
             if key not in present and key not in COUNT_KEYS:
                 present.append(key)
-    order = list(DIVERSITY_MEASURES)
+    order = [m.key for m in metrics()]
     return sorted(present, key=lambda k: (order.index(k) if k in order else len(order), present.index(k)))
 
 
 def measure_label(key: str) -> str:
-    known = DIVERSITY_MEASURES.get(key)
-    return known[0] if known else key.replace("_", " ")
+    known = metric(key)
+    return known.label if known else key.replace("_", " ")
 
 
-def diversity_table(diversity: Mapping[str, Mapping[str, Any]]) -> FigureTable:
+def measure_reading(key: str) -> str:
+    """How to read a measure ("lower = more diverse"); "" for an unregistered one."""
+    known = metric(key)
+    return known.reading if known else ""
+
+
+def measure_digits(key: str) -> int:
+    known = metric(key)
+    return known.digits if known else 3
+
+
+def diversity_table(diversity: Mapping[str, DiversityRow | Mapping[str, Any]]) -> FigureTable:
+    diversity = rows_json(diversity)
     measures = diversity_measures(diversity)
     rows = []
     for name, row in diversity.items():
@@ -317,7 +326,7 @@ def diversity_table(diversity: Mapping[str, Mapping[str, Any]]) -> FigureTable:
         cells: list[Cell] = [Figure(n, None, 0)]
         cells += [_figure(row, key) for key in measures]
         rows.append((name, tuple(cells)))
-    notes = [f"{measure_label(k)}: {DIVERSITY_MEASURES[k][1]}" for k in measures if k in DIVERSITY_MEASURES]
+    notes = [f"{measure_label(k)}: {measure_reading(k)}" for k in measures if measure_reading(k)]
     return FigureTable(
         title="Diversity",
         row_label="condition",
@@ -329,22 +338,26 @@ def diversity_table(diversity: Mapping[str, Mapping[str, Any]]) -> FigureTable:
     )
 
 
-def similarity_keys(recover: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """The similarities present (known ones first): keys whose value holds a ``ratio``."""
+def similarity_keys(recover: Mapping[str, RecoverRow | Mapping[str, Any]]) -> list[str]:
+    """The similarities present (registered ones first, in their order): keys whose value holds a
+    ``ratio``."""
+    recover = rows_json(recover)
     present: list[str] = []
     for row in recover.values():
         for key, value in row.items():
             if isinstance(value, Mapping) and "ratio" in value and key not in present:
                 present.append(key)
-    order = list(SIMILARITY_LABELS)
+    order = [s.key for s in similarities()]
     return sorted(present, key=lambda k: (order.index(k) if k in order else len(order), present.index(k)))
 
 
 def similarity_label(key: str) -> str:
-    return SIMILARITY_LABELS.get(key, key.replace("_", " "))
+    known = similarity(key)
+    return known.label if known else key.replace("_", " ")
 
 
-def recover_table(recover: Mapping[str, Mapping[str, Any]], reference: str = "chat") -> FigureTable:
+def recover_table(recover: Mapping[str, RecoverRow | Mapping[str, Any]], reference: str = "chat") -> FigureTable:
+    recover = rows_json(recover)
     sims = similarity_keys(recover)
     columns: list[str] = []
     for key in sims:
@@ -396,14 +409,14 @@ def _reasons(x: Any) -> str:
     return failure_text({str(k): _count(v) for k, v in x.items()}) if isinstance(x, Mapping) and x else ""
 
 
-def dropped_lines(diversity: Mapping[str, Mapping[str, Any]]) -> list[str]:
+def dropped_lines(diversity: Mapping[str, DiversityRow | Mapping[str, Any]]) -> list[str]:
     """One sentence per set that lost prompts to failed outputs.
 
     >>> dropped_lines({"a": {"n_prompts": 2, "n_failed": 48, "failed_reasons": {"validation error": 48}}})
     ['a: 48 of 50 prompts dropped because an output failed (validation error ×48); its figures cover the other 2.']
     """
     out = []
-    for name, row in diversity.items():
+    for name, row in rows_json(diversity).items():
         failed = _count(row.get("n_failed"))
         if failed:
             kept = _count(row.get("n_prompts"))
@@ -415,7 +428,7 @@ def dropped_lines(diversity: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return out
 
 
-def recover_dropped_lines(recover: Mapping[str, Mapping[str, Any]]) -> list[str]:
+def recover_dropped_lines(recover: Mapping[str, RecoverRow | Mapping[str, Any]]) -> list[str]:
     """One sentence per compared set where a file lost prompts: the figures cover only the prompts
     valid in every file.
 
@@ -424,7 +437,7 @@ def recover_dropped_lines(recover: Mapping[str, Mapping[str, Any]]) -> list[str]
     ['a: compared over the 47 prompts valid in every file; failed prompts left out: 2 in it, 1 in the reference.']
     """
     out = []
-    for name, row in recover.items():
+    for name, row in rows_json(recover).items():
         counts = [(_count(row.get("n_failed")), "in it"), (_count(row.get("reference_n_failed")), "in the reference")]
         if "baseline_n_failed" in row:
             counts.append((_count(row.get("baseline_n_failed")), "in the baseline"))
@@ -474,9 +487,11 @@ def explain_dropped_line(explain: Mapping[str, Any]) -> str:
 # Explain parts (coverage, quality, stance, ...), laid out generically
 
 
-def explain_parts(results: Mapping[str, Any]) -> dict[str, Any]:
+def explain_parts(results: Results | Mapping[str, Any]) -> dict[str, Any]:
     """The parts beyond diversity and recoverability: ``results["explain"]``'s items, then any
     other top-level part (e.g. ``quality`` or ``stance`` stored beside ``explain``)."""
+    if isinstance(results, Results):
+        results = results.parts
     parts: dict[str, Any] = {}
     explain = results.get("explain")
     if isinstance(explain, Mapping):
@@ -572,21 +587,24 @@ def _bullets(lines: list[str]) -> list[str]:
     return [*(f"- {_md_cell(line)}" for line in lines), ""] if lines else []
 
 
-def render_markdown(manifest: Mapping[str, Any], results: Mapping[str, Any], *, reference: str = "chat") -> str:
+def render_markdown(
+    manifest: Mapping[str, Any], results: Results | Mapping[str, Any], *, reference: str = "chat"
+) -> str:
     """The report as Markdown: the manifest in brief, then every table, for notes and papers."""
+    results = Results.from_json(results)
     out = ["# lite_align report", ""]
     out += [f"- **{_md_cell(label)}**: {_md_cell(text)}" for label, text in manifest_lines(manifest)]
     out.append("")
-    if results.get("finding"):
-        out += [f"**Finding.** {results['finding']}", ""]
-    if results.get("diversity"):
-        table = diversity_table(results["diversity"])
+    if results.finding:
+        out += [f"**Finding.** {results.finding}", ""]
+    if results.diversity:
+        table = diversity_table(results.diversity)
         out += ["## Diversity", "", table.note, "", markdown_table(table), ""]
-        out += _bullets(dropped_lines(results["diversity"]))
-    if results.get("recover"):
-        table = recover_table(results["recover"], reference)
+        out += _bullets(dropped_lines(results.diversity))
+    if results.recover:
+        table = recover_table(results.recover, reference)
         out += [f"## {table.title}", "", table.note, "", markdown_table(table), ""]
-        out += _bullets(recover_dropped_lines(results["recover"]))
+        out += _bullets(recover_dropped_lines(results.recover))
     parts = explain_parts(results)
     if parts:
         out += ["## Explaining the drop", ""]
@@ -602,10 +620,10 @@ def render_markdown(manifest: Mapping[str, Any], results: Mapping[str, Any], *, 
     return "\n".join(out).rstrip() + "\n"
 
 
-def report_json(manifest: Mapping[str, Any], results: Mapping[str, Any]) -> dict[str, Any]:
+def report_json(manifest: Mapping[str, Any], results: Results | Mapping[str, Any]) -> dict[str, Any]:
     """The JSON report: the manifest in brief and the results as they are."""
     return {
         "format": REPORT_FORMAT,
         "manifest": manifest_brief(manifest),
-        "results": {k: v for k, v in results.items() if k != "format"},
+        "results": Results.from_json(results).without("format").to_json(),
     }

@@ -28,7 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .generation.base import GenerationRequest, SamplingParams
 from .jsonio import loads as json_loads
+from .paths import cache_dir
 from .study import PendingWork
 
 PLAN_FORMAT = "lite_align.plan/1"
@@ -98,8 +100,6 @@ def calibrate(generator: Any, *, load_s: float = 0.0, budget_s: float = CALIBRAT
     a warm-up, one prompt read with one new token, then as many decode steps of the engine's
     parallel sequences as fit in ``budget_s`` (estimated from the prompt speed, 2 to 16 steps).
     Stop strings are off; a sample that ends early at its end token counts only its tokens."""
-    from .engine import GenerationRequest, SamplingParams
-
     t_start = time.perf_counter()
     prompt = "# Query:\n```\n" + CALIBRATION_QUERY + "\n```\n\n# Answer:\n```\n"
     n_prompt = len(generator.tokenize(prompt))
@@ -137,8 +137,6 @@ class CalibrationCache:
 
     def __init__(self, path: Path | None = None) -> None:
         if path is None:
-            from .paths import cache_dir
-
             path = cache_dir() / CALIBRATION_FILE
         self.path = Path(path)
 

@@ -41,9 +41,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .errors import DownloadError, ModelFileError, ModelNotFoundError, RegistryError
-from .lock import LockEntry, read_lock, record, relative_to_lock
-from .paths import models_dirs
-from .registry import ModelSpec, Registry, registry_path
+from .generation import backend
+from .gguf_check import inspect_gguf, sha256_file
+from .lock import LockEntry, read_lock, record, relative_to_lock, toml_string
+from .paths import models_dirs, project_root
+from .registry import REPO_ID, ModelSpec, Registry, load_registry, registry_path
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_REVISION = "main"
@@ -102,16 +104,15 @@ def target_dir() -> Path:
 
 def _dest(spec: ModelSpec) -> Path:
     if spec.path:
-        from .paths import project_root
-
         p = Path(os.path.expandvars(spec.path)).expanduser()
         return p if p.is_absolute() else project_root() / p
     return target_dir() / spec.file
 
 
 def _for_spec(spec: ModelSpec) -> PullTarget:
-    if spec.backend != "llama.cpp":
-        raise RegistryError(f"model '{spec.name}' is served by {spec.base_url}; there is no file to pull")
+    if not backend(spec.backend).local_file:
+        where = spec.base_url or f"the {spec.backend} backend"
+        raise RegistryError(f"model '{spec.name}' is served by {where}; there is no file to pull")
     if not spec.repo:
         how = f"it comes from the package {spec.package}" if spec.package else "it has no repo in the registry"
         raise RegistryError(
@@ -154,9 +155,8 @@ def pull_targets(registry: Registry, what: str) -> tuple[list[PullTarget], list[
         raise ModelNotFoundError(
             f"'{what}' is neither a model nor a pair in {registry.path} nor a hub REPO[:FILE]; use one of: {known}"
         )
-    from .registry import _REPO_ID
 
-    if not _REPO_ID.fullmatch(repo):
+    if not REPO_ID.fullmatch(repo):
         raise ModelNotFoundError(f"'{repo}' is not a hub repo id; write owner/name, e.g. bartowski/Llama-3.2-1B-GGUF")
     if not file:
         file = _only_gguf(repo, DEFAULT_REVISION)
@@ -390,8 +390,6 @@ def pull(
 
 def _already_here(target: PullTarget, remote: _Remote, hub_sha: str | None, lock: Path) -> str | None:
     """The sha256 of the file already at the destination when it is the hub's file, else None."""
-    from .gguf_check import sha256_file
-
     size = target.dest.stat().st_size
     if remote.size is not None and size != remote.size:
         return None
@@ -454,8 +452,6 @@ def _download(target: PullTarget, remote: _Remote, headers: dict[str, str], prog
 
 def _verify(target: PullTarget, remote: _Remote, hub_sha: str | None) -> tuple[str, int]:
     """Size, sha256 and GGUF header of the finished partial file; then it replaces the destination."""
-    from .gguf_check import inspect_gguf, sha256_file
-
     part = partial_path(target.dest, remote.etag)
     size = part.stat().st_size
     if remote.size is not None and size != remote.size:
@@ -483,23 +479,20 @@ def _verify(target: PullTarget, remote: _Remote, hub_sha: str | None) -> tuple[s
 
 def registry_entry(target: PullTarget, commit: str) -> str:
     """The ``[models.NAME]`` table for a pulled file, filled from its GGUF header."""
-    from .gguf_check import inspect_gguf
-    from .lock import _toml_string
-
     info = inspect_gguf(target.dest)
     chat_words = ("instruct", "-it", "chat")
     role = "chat" if any(w in target.name for w in chat_words) else "base"
     lines = [
-        f"[models.{_toml_string(target.name)}]",
+        f"[models.{toml_string(target.name)}]",
         f'role = "{role}"  # guessed from the file name: check it',
-        f"family = {_toml_string(info.architecture)}",
+        f"family = {toml_string(info.architecture)}",
     ]
     if info.file_type:
-        lines.append(f"quant = {_toml_string(info.file_type)}")
+        lines.append(f"quant = {toml_string(info.file_type)}")
     lines += [
-        f"file = {_toml_string(target.file)}",
-        f"repo = {_toml_string(target.repo)}",
-        f'revision = {_toml_string(commit)}  # the commit pulled; "main" follows the repo',
+        f"file = {toml_string(target.file)}",
+        f"repo = {toml_string(target.repo)}",
+        f'revision = {toml_string(commit)}  # the commit pulled; "main" follows the repo',
         f"chat_template = {'true' if info.has_chat_template else 'false'}",
     ]
     return "\n".join(lines) + "\n"
@@ -507,8 +500,6 @@ def registry_entry(target: PullTarget, commit: str) -> str:
 
 def register(snippet: str, name: str, registry: str | Path | None) -> Path:
     """Append ``snippet`` to the registry file (which must still load afterwards)."""
-    from .registry import load_registry
-
     path = registry_path(registry)
     try:
         text = path.read_text(encoding="utf-8")

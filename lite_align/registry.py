@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelNotFoundError, RegistryError
+from .generation import backend, backend_names
+from .lock import check_against_lock
 from .paths import cache_dir, models_dirs, project_root
 
 REGISTRY_VERSION = 1
@@ -86,8 +88,10 @@ class ModelSpec:
     @property
     def source(self) -> str:
         """Where the file comes from, in words."""
-        if self.backend == "openai":
+        if self.base_url:
             return f"server {self.base_url} ({self.model or self.name})"
+        if not backend(self.backend).local_file:
+            return f"the {self.backend} backend"
         if self.path:
             return f"path {self.path}"
         if self.package:
@@ -209,12 +213,15 @@ def load_registry(path: str | Path | None = None) -> Registry:
         role = entry.get("role")
         if role not in ROLES:
             raise RegistryError(f'{loc}: models.{name}.role must be "base" or "chat", not {role!r}')
-        backend = entry.get("backend", "llama.cpp")
-        if backend not in ("llama.cpp", "openai"):
-            raise RegistryError(f'{loc}: models.{name}.backend must be "llama.cpp" or "openai", not {backend!r}')
-        if backend == "openai" and not entry.get("base_url"):
-            raise RegistryError(f'{loc}: models.{name} uses backend "openai" but has no base_url')
-        if backend == "llama.cpp" and not (entry.get("path") or entry.get("file") or entry.get("package")):
+        name_of_backend = entry.get("backend", "llama.cpp")
+        if name_of_backend not in backend_names():
+            known = " or ".join(f'"{n}"' for n in backend_names())
+            raise RegistryError(f"{loc}: models.{name}.backend must be {known}, not {name_of_backend!r}")
+        b = backend(name_of_backend)
+        for key in b.needs:
+            if not entry.get(key):
+                raise RegistryError(f'{loc}: models.{name} uses backend "{b.name}" but has no {key}')
+        if b.local_file and not (entry.get("path") or entry.get("file") or entry.get("package")):
             raise RegistryError(f"{loc}: models.{name} needs one of path, file or package")
         for key, value in entry.items():
             expected = {"chat_template": bool, "concurrency": int}.get(key, str)
@@ -262,13 +269,13 @@ def load_registry(path: str | Path | None = None) -> Registry:
     return Registry(p, models, pairs, embedders, default_pair, default_embedder)
 
 
-_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def _check_hub_keys(entry: dict[str, Any], where: str) -> None:
     """``repo`` is an "owner/name" hub id and comes with the ``file`` to pull; ``revision`` needs a repo."""
     repo = entry.get("repo")
-    if repo is not None and not _REPO_ID.fullmatch(repo):
+    if repo is not None and not REPO_ID.fullmatch(repo):
         raise RegistryError(f'{where}.repo must be a hub repo id "owner/name", not {repo!r}')
     if repo and not entry.get("file"):
         raise RegistryError(f"{where} has a repo but no file; add the GGUF file name to pull from {repo}")
@@ -364,8 +371,6 @@ def resolve(spec: ModelSpec) -> Path:
 def resolve_model_arg(registry: Registry, value: str, role: str) -> tuple[ModelSpec, Path]:
     """A --base/--chat/--judge value: a registry name, or a path to a .gguf file. A file that
     ``models.lock`` (beside the registry) records is checked against it first."""
-    from .lock import check_against_lock
-
     if value.lower().endswith(".gguf") or os.sep in value:
         p = Path(value).expanduser()
         if p.is_dir():
@@ -376,7 +381,7 @@ def resolve_model_arg(registry: Registry, value: str, role: str) -> tuple[ModelS
         check_against_lock(registry.path, None, p.resolve())
         return spec, p.resolve()
     spec = registry.model(value)
-    if spec.backend != "llama.cpp":
+    if not backend(spec.backend).local_file:
         return spec, Path()
     path = resolve(spec)
     check_against_lock(registry.path, spec.name, path)

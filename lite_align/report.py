@@ -22,25 +22,30 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .errors import ConfigError
+from .html_report import render_html
 from .markdown_report import (
+    FigureTable,
+    diversity_measures,
     dropped_lines,
+    engine_text,
+    explain_blocks,
     explain_dropped_line,
+    explain_parts,
+    manifest_lines,
+    measure_digits,
+    measure_label,
     prompts_text,
     recover_dropped_lines,
+    render_markdown,
+    report_json,
+    rows_json,
+    similarity_keys,
+    similarity_label,
     stance_dropped_lines,
 )
-
-DIVERSITY_ROWS = [
-    ("jaccard_within", "word-bag Jaccard (within prompt) ↓", 3),
-    ("embedding_diversity", "embedding diversity ↑", 3),
-    ("distinct_prefix_fraction", "distinct 20-char prefixes ↑", 3),
-    ("length_mean", "length (words)", 1),
-    ("length_spread", "length spread", 1),
-    ("abstain_rate", "abstain rate", 3),
-    ("numbered_list_rate", "numbered-list rate", 3),
-    ("bullet_list_rate", "bullet-list rate", 3),
-]
-SIMS = [("jaccard", "Jaccard (word bags)"), ("embedding", "embedding cosine"), ("bertscore", "BERTScore-style F1")]
+from .metrics.registry import metric, metrics, similarities, similarity
+from .results import DiversityRow, RecoverRow, Results
 
 
 def console(width: int | None = None, file: Any = None) -> Console:
@@ -98,15 +103,23 @@ def short_label(name: str, width: int = 36) -> str:
 # --- diversity -------------------------------------------------------------------------------
 
 
-def diversity_panel(name: str, row: Mapping[str, Any]) -> Panel:
+def _panel_label(key: str) -> str:
+    known = metric(key)
+    return known.panel_label if known else measure_label(key)
+
+
+def diversity_panel(name: str, row: DiversityRow | Mapping[str, Any]) -> Panel:
+    """One set's measures: the registered ones in report order, then any other figure it holds."""
+    row = row.to_json() if isinstance(row, DiversityRow) else row
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     t.add_column("measure")
     t.add_column("mean", justify="right")
     t.add_column("95% CI", justify="right", style="dim", no_wrap=True)
     cis = row.get("ci", {})
-    for key, label, digits in DIVERSITY_ROWS:
-        if key in row:
-            t.add_row(label, _f(row[key], digits), _ci(cis.get(key), digits))
+    for key in diversity_measures({name: row}):
+        if key in row and key != "n_duplicates":
+            digits = measure_digits(key)
+            t.add_row(_panel_label(key), _f(row[key], digits), _ci(cis.get(key), digits))
     sub = f"{row.get('n_prompts', '?')} prompts · {row.get('n_responses', '?')} responses"
     if row.get("n_failed"):
         sub += f" · {prompts_text(row['n_failed'])} dropped (failed)"
@@ -115,7 +128,9 @@ def diversity_panel(name: str, row: Mapping[str, Any]) -> Panel:
     return Panel(t, title=f"[bold]{short_label(name)}[/bold]", subtitle=sub, expand=False)
 
 
-def render_diversity(con: Console, table: Mapping[str, Mapping[str, Any]], title: str = "Diversity") -> None:
+def render_diversity(
+    con: Console, table: Mapping[str, DiversityRow | Mapping[str, Any]], title: str = "Diversity"
+) -> None:
     con.rule(f"[bold]{title}[/bold] — within-prompt measures, mean over prompts with 95% bootstrap intervals")
     con.print(Columns([diversity_panel(n, r) for n, r in table.items()], equal=False))
     con.print(Text("↓ lower is more diverse, ↑ higher is more diverse; rates are shares of responses.", style="dim"))
@@ -135,7 +150,9 @@ def _verdict_cell(v: str) -> str:
     return f"[{style}]{v}[/{style}]" if style else v
 
 
-SIM_SHORT = {"jaccard": "Jaccard", "embedding": "embedding", "bertscore": "BERTScore"}
+def _sim_short(key: str) -> str:
+    known = similarity(key)
+    return (known.short or known.label) if known else key
 
 
 def _recover_wide(table: Mapping[str, Mapping[str, Any]], present: list[tuple[str, str]]) -> Table:
@@ -168,7 +185,7 @@ def _recover_long(table: Mapping[str, Mapping[str, Any]], present: list[tuple[st
             r = row.get(key) or {}
             t.add_row(
                 short_label(name) if i == 0 else "",
-                SIM_SHORT.get(key, key),
+                _sim_short(key),
                 _f(r.get("cross")),
                 _f(r.get("baseline")),
                 f"{_f(r.get('ratio'), 2)} {_ci(r.get('ratio_ci'), 2)}",
@@ -178,11 +195,12 @@ def _recover_long(table: Mapping[str, Mapping[str, Any]], present: list[tuple[st
     return t
 
 
-def render_recover(con: Console, table: Mapping[str, Mapping[str, Any]], reference: str) -> None:
+def render_recover(con: Console, table: Mapping[str, RecoverRow | Mapping[str, Any]], reference: str) -> None:
     """One row per condition: cross, baseline and ratio [95% CI] per similarity, and a verdict; a
     terminal too narrow for that gets one row per condition and similarity instead."""
     con.rule(f"[bold]Recoverability[/bold] — similarity to the teacher's sample 0 ({short_label(reference)})")
-    present = [(k, label) for k, label in SIMS if any(k in r for r in table.values())]
+    table = rows_json(table)
+    present = [(k, _sim_terminal(k)) for k in similarity_keys(table)]
     t = _recover_wide(table, present)
     natural = Measurement.get(con, con.options.update_width(10_000), t).maximum
     if natural > con.width:
@@ -197,6 +215,11 @@ def render_recover(con: Console, table: Mapping[str, Mapping[str, Any]], referen
             style="dim",
         )
     )
+
+
+def _sim_terminal(key: str) -> str:
+    known = similarity(key)
+    return (known.terminal_label or known.label) if known else similarity_label(key)
 
 
 def render_example(con: Console, ex: Mapping[str, Any] | None) -> None:
@@ -266,15 +289,17 @@ def engine_line(engine: Any) -> str:
     >>> engine_line({"base": {"model": "g", "threads": 2, "sequences": 40, "gpu_layers": 0, "source": "cached"}})
     'base g: 2 threads × 40 sequences (calibrated here before)'
     """
-    from .markdown_report import engine_text
-
     return engine_text(engine)
 
 
-def render_summary(con: Console, results: Mapping[str, Any]) -> None:
-    """One row per condition: the headline diversity and recovery figures, means only (the
-    intervals follow in the detailed tables)."""
-    div, rec = results.get("diversity", {}), results.get("recover", {})
+def render_summary(con: Console, results: Results | Mapping[str, Any]) -> None:
+    """One row per condition: the headline diversity and recovery figures (the registered metrics
+    and similarities with a ``glance`` column), means only (the intervals follow in the detailed
+    tables)."""
+    results = Results.from_json(results)
+    div, rec = rows_json(results.diversity), rows_json(results.recover or {})
+    glance = [m for m in metrics() if m.glance]
+    sims = [s for s in similarities() if s.glance]
     names = list(dict.fromkeys([*div, *rec]))
     if not names:
         return
@@ -285,40 +310,35 @@ def render_summary(con: Console, results: Mapping[str, Any]) -> None:
         pad_edge=False,
     )
     t.add_column("condition", style="bold", no_wrap=True)
-    for col in ("Jacc.\n↓div", "embed\n↑div", "words\n"):
-        t.add_column(col, justify="right", no_wrap=True)
-    for col in ("Jacc.\nratio", "embed\nratio", "BERT\nratio"):
+    for col in [m.glance for m in glance] + [s.glance for s in sims]:
         t.add_column(col, justify="right", no_wrap=True)
     t.add_column("verdict", no_wrap=True)
     for name in names:
         d, r = div.get(name, {}), rec.get(name, {})
         t.add_row(
             short_label(name),
-            _f(d.get("jaccard_within")) if d else "",
-            _f(d.get("embedding_diversity")) if d else "",
-            _f(d.get("length_mean"), 0) if d else "",
-            *[_f((r.get(k) or {}).get("ratio"), 2) if r else "" for k in ("jaccard", "embedding", "bertscore")],
+            *[_f(d.get(m.key), m.digits if m.glance_digits is None else m.glance_digits) if d else "" for m in glance],
+            *[_f((r.get(s.key) or {}).get("ratio"), 2) if r else "" for s in sims],
             _verdict_cell(r.get("verdict", "")) if r else ("teacher" if name == "chat" else ""),
         )
     con.print(t)
 
 
-def render_body(con: Console, results: Mapping[str, Any], *, reference: str = "chat") -> None:
+def render_body(con: Console, results: Results | Mapping[str, Any], *, reference: str = "chat") -> None:
     """Everything below the header, for a run and for released outputs alike."""
-    from .markdown_report import FigureTable, explain_blocks, explain_parts
-
+    results = Results.from_json(results)
     render_summary(con, results)
-    if results.get("finding"):
-        con.print(Text("Finding: " + results["finding"], style="bold"))
-    if results.get("diversity"):
-        render_diversity(con, results["diversity"])
-    if results.get("recover"):
-        render_recover(con, results["recover"], reference=reference)
-    render_example(con, results.get("example"))
+    if results.finding:
+        con.print(Text("Finding: " + results.finding, style="bold"))
+    if results.diversity:
+        render_diversity(con, results.diversity)
+    if results.recover:
+        render_recover(con, results.recover, reference=reference)
+    render_example(con, results.example)
     explained = results.get("explain")
     if isinstance(explained, Mapping) and "raw_diversity" in explained:
         render_explain(con, explained)
-        others = {k: v for k, v in explain_parts({k: v for k, v in results.items() if k != "explain"}).items()}
+        others = explain_parts(results.without("explain"))
     else:
         others = explain_parts(results)
     for name, obj in others.items():  # parts this renderer has no layout for: generic tables
@@ -336,7 +356,7 @@ def render_body(con: Console, results: Mapping[str, Any], *, reference: str = "c
                 con.print(Text(f"{block.label}: {block.text}"))
 
 
-def render_run(con: Console, manifest: Mapping[str, Any], results: Mapping[str, Any]) -> None:
+def render_run(con: Console, manifest: Mapping[str, Any], results: Results | Mapping[str, Any]) -> None:
     render_header(con, manifest)
     render_body(con, results)
     run_dir = manifest.get("run_dir")
@@ -345,11 +365,9 @@ def render_run(con: Console, manifest: Mapping[str, Any], results: Mapping[str, 
 
 
 def render_report(
-    con: Console, manifest: Mapping[str, Any], results: Mapping[str, Any], *, reference: str = "chat"
+    con: Console, manifest: Mapping[str, Any], results: Results | Mapping[str, Any], *, reference: str = "chat"
 ) -> None:
     """``lite-align report --format terminal``: a run (as render_run) or released outputs."""
-    from .markdown_report import manifest_lines
-
     if manifest.get("kind") == "released":
         lines = [f"[bold]{escape(label)}[/bold]  {escape(text)}" for label, text in manifest_lines(manifest)]
         con.print(Panel("\n".join(lines), title="[bold]released outputs[/bold]", expand=False))
@@ -360,8 +378,6 @@ def render_report(
 
 def render_compare(con: Console, doc: Mapping[str, Any]) -> None:
     """``lite-align compare``: B − A per condition and measure, with paired 95% intervals."""
-    from .markdown_report import measure_label, similarity_label
-
     a, b = doc["a"], doc["b"]
     con.print(
         Panel(
@@ -380,7 +396,7 @@ def render_compare(con: Console, doc: Mapping[str, Any]) -> None:
     for col in ("A", "B", "B − A [95% CI]", "prompts"):
         t.add_column(col, justify="right")
     for cond, row in doc["conditions"].items():
-        entries = [(measure_label(k), v, 3 if "length" not in k else 1) for k, v in row.get("diversity", {}).items()]
+        entries = [(measure_label(k), v, measure_digits(k)) for k, v in row.get("diversity", {}).items()]
         for sim, parts in row.get("recover", {}).items():
             entries += [(f"{similarity_label(sim)}: {p}", parts[p], 3 if p != "ratio" else 2) for p in parts]
         for i, (label, v, digits) in enumerate(entries):
@@ -411,7 +427,7 @@ REPORT_FORMATS = ("terminal", "html", "markdown", "json")
 def render_document(
     fmt: str,
     manifest: Mapping[str, Any],
-    results: Mapping[str, Any],
+    results: Results | Mapping[str, Any],
     *,
     sets: Mapping[str, Any] | None = None,
     prompts: Mapping[int, str] | None = None,
@@ -420,22 +436,15 @@ def render_document(
 ) -> str:
     """The report in one of REPORT_FORMATS, as text (terminal: plain, ``width`` columns)."""
     if fmt == "html":
-        from .html_report import render_html
-
         return render_html(manifest, results, sets, prompts, teacher=teacher)
     if fmt == "markdown":
-        from .markdown_report import render_markdown
-
         return render_markdown(manifest, results, reference=teacher or "none")
     if fmt == "json":
-        from .markdown_report import report_json
-
         return json.dumps(_clean_json(report_json(manifest, results)), indent=2, ensure_ascii=False) + "\n"
     if fmt == "terminal":
         buf = io.StringIO()
         render_report(console(width, buf), manifest, results, reference=teacher or "none")
         return buf.getvalue()
-    from .errors import ConfigError
 
     raise ConfigError(f"--format: unknown format '{fmt}'; choose one of {', '.join(REPORT_FORMATS)}")
 
@@ -446,7 +455,6 @@ def write_output(path: str, text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    from .errors import ConfigError
 
     try:
         with open(path, "w", encoding="utf-8") as fh:
@@ -567,8 +575,8 @@ def render_bench(con: Console, result: Mapping[str, Any]) -> None:
             _f(r.get("naive_tokens_per_s"), 1),
             _f(r.get("engine_tokens_per_s"), 1),
             _f(r.get("limit_tokens_per_s"), 1),
-            f"{_f(r.get('speedup_vs_naive'), 2)}×",
-            f"{100 * r.get('share_of_limit', float('nan')):.0f}%",
+            f"{_f(r.get('speedup_vs_naive'), 2)}×" if r.get("speedup_vs_naive") is not None else "–",
+            f"{100 * r['share_of_limit']:.0f}%" if r.get("share_of_limit") is not None else "–",
         )
     con.print(t)
     st = result.get("settings", {})

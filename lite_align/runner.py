@@ -16,17 +16,24 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .conditions import PRESETS, TEACHER, is_greedy, parse_conditions
-from .data import Sample
+from .analysis import analyse
+from .conditions import PRESETS, TEACHER, condition, is_greedy, parse_conditions
+from .data import ModelRef, Sample
 from .errors import ConfigError, LiteAlignError, RunDirError
+from .explain import explain
+from .generation import backend
+from .gguf_check import inspect_gguf
 from .jsonio import loads as json_loads
+from .judge_check import with_agreement
+from .loaders import embedder_spec, load_embedder, model_record, model_ref, open_judge, study_opener
+from .plan import CalibrationCache, build_plan, calibrate, calibration_key
 from .prompts import load_prompt_set, load_prompt_texts
 from .readers import read_samples
-from .registry import Registry, load_registry, resolve_model_arg
-from .store import RunStore
-from .study import ModelRef, Progress, Study, StudyPlan, StudySettings, peak_rss_mb, settings_dict
-from .tuning import parse_count, parse_gpu_layers
+from .registry import Registry, load_registry
+from .store import MANIFEST, RunStore, read_manifest, settings_diff
+from .study import Progress, Study, StudyPlan, StudySettings, peak_rss_mb, settings_dict
+from .tuning import EngineTuner, parse_count, parse_gpu_layers
+from .version import __version__
 
 
 @dataclass(frozen=True)
@@ -114,10 +121,8 @@ def check_options(opts: RunOptions, *, samples: int, max_tokens: int, temperatur
 
 def _check_contexts(opts: RunOptions, max_tokens: int, refs: dict[str, ModelRef]) -> None:
     """--ctx and --max-tokens against each GGUF model's training context (read from its header)."""
-    from .gguf_check import inspect_gguf
-
     for role, ref in refs.items():
-        if ref.backend != "llama.cpp":
+        if not backend(ref.backend).local_file:
             continue
         trained = inspect_gguf(ref.path).context_length
         if not trained:
@@ -160,40 +165,7 @@ class PreparedRun:
 def engine_tuner(opts: RunOptions, say: Any = None) -> Any:
     """The options' threads, batch, GPU layers and memory budget, checked (a bad value is a
     one-line ConfigError) and ready to resolve per model (see lite_align.tuning)."""
-    from .tuning import EngineTuner
-
     return EngineTuner.from_options(opts.threads, opts.batch, opts.gpu_layers, opts.max_memory, say=say)
-
-
-def _model_record(ref: ModelRef) -> dict[str, Any]:
-    from .gguf_check import sha256_file
-
-    p = Path(ref.path)
-    rec: dict[str, Any] = {"name": ref.name, "role": ref.role, "family": ref.family, "path": ref.path}
-    if ref.backend == "llama.cpp":
-        rec["path"] = str(p)
-        rec["size"] = p.stat().st_size
-        rec["sha256"] = sha256_file(p)
-    else:
-        rec.update({"backend": ref.backend, **dict(ref.extra)})
-    return rec
-
-
-def _ref(registry: Registry, value: str, role: str) -> ModelRef:
-    spec, path = resolve_model_arg(registry, value, role)
-    if spec.backend == "llama.cpp":
-        from .gguf_check import inspect_gguf
-
-        inspect_gguf(path)  # a corrupt file must fail here, before llama.cpp can abort the process
-    if spec.backend == "llama.cpp":
-        return ModelRef(name=spec.name, role=role, path=str(path), family=spec.family)
-    model = spec.model or spec.name
-    extra: dict[str, Any] = {"base_url": spec.base_url, "model": model, "api_key_env": spec.api_key_env}
-    if spec.concurrency:
-        extra["concurrency"] = spec.concurrency
-    # the path names the served model, so two server models never count as one (the study compares paths)
-    path_id = f"{spec.backend}:{spec.base_url.rstrip('/')}#{model}"
-    return ModelRef(spec.name, role, path_id, family=spec.family, backend=spec.backend, extra=extra)
 
 
 def prepare(opts: RunOptions) -> PreparedRun:
@@ -223,9 +195,9 @@ def prepare(opts: RunOptions) -> PreparedRun:
     else:
         pair = registry.pair(opts.pair or registry.default_pair)
         base_name, chat_name, pair_name, pair_note = pair.base, pair.chat, pair.name, pair.note
-    base = _ref(registry, base_name, "base")
-    chat = _ref(registry, chat_name, "chat")
-    summarizer = _ref(registry, opts.summarizer, "chat") if opts.summarizer else chat
+    base = model_ref(registry, base_name, "base")
+    chat = model_ref(registry, chat_name, "chat")
+    summarizer = model_ref(registry, opts.summarizer, "chat") if opts.summarizer else chat
     if not pair_note and base.family and chat.family and base.family != chat.family:
         pair_note = (
             f"Different families ({base.family} base vs {chat.family} chat): differences mix alignment with family."
@@ -247,9 +219,9 @@ def prepare(opts: RunOptions) -> PreparedRun:
         ctx=opts.ctx,
     )
     plan = StudyPlan(settings, prompt_set, texts, base, chat, summarizer)
-    models = {"base": _model_record(base), "chat": _model_record(chat)}
+    models = {"base": model_record(base), "chat": model_record(chat)}
     if summarizer is not chat:
-        models["summarizer"] = _model_record(summarizer)
+        models["summarizer"] = model_record(summarizer)
     identity = {
         "models": {role: {"name": m["name"], "sha256": m.get("sha256", m.get("model"))} for role, m in models.items()},
         "prompt_set_sha256": prompt_set.sha256,
@@ -283,8 +255,6 @@ def options_from_manifest(path: str | Path, out: str | None = None) -> RunOption
     """The options a run was made with, read from its manifest (a file or a run directory), so
     ``lite-align run --from-manifest PATH`` reruns it. The run goes to ``out`` when given, else
     back into the original run directory (which then resumes)."""
-    from .store import read_manifest
-
     p = Path(path).expanduser()
     run_dir = p if p.is_dir() else p.parent
     manifest = read_manifest(run_dir)
@@ -324,23 +294,9 @@ def package_versions() -> dict[str, str]:
 
 
 def open_llama(opts: RunOptions, tuner: Any = None) -> Any:
-    """The study's model opener: llama.cpp models with the tuner's threads, live sequences and GPU
-    layers (calibrated once per model and machine where auto), server models through their backend."""
-    tuner = tuner if tuner is not None else engine_tuner(opts)
-
-    def opener(ref: ModelRef, n_ctx: int | None = None) -> Any:
-        """``n_ctx``: the context one sequence needs (prompt + answer); KV memory grows with it."""
-        if ref.backend != "llama.cpp":
-            from .backends import open_backend
-
-            backend = open_backend(ref)
-            check = getattr(backend, "check_reachable", None)
-            if check is not None:
-                check()  # nothing listening fails now, not after a minute of retries
-            return backend
-        return tuner.open(ref.path, n_ctx=n_ctx)
-
-    return opener
+    """The study's model opener for any backend (loaders.study_opener), local files with the
+    options' threads, live sequences and GPU layers (calibrated once per model and machine where auto)."""
+    return study_opener(tuner if tuner is not None else engine_tuner(opts))
 
 
 def engine_record(prep: PreparedRun) -> dict[str, Any]:
@@ -354,51 +310,6 @@ def engine_record(prep: PreparedRun) -> dict[str, Any]:
         if path and tuner.has_settings(path):
             out[role] = {"model": rec.get("name"), **tuner.record(path)}
     return out
-
-
-def embedder_spec(registry: Registry | None = None, name: str | None = None) -> Any:
-    """The ONNX sentence encoder named in models.toml (default: the registry's default embedder)."""
-    from .embed import EmbedderSpec, default_embedder_spec, packaged_embedder_spec
-
-    if registry is None or not (name or registry.default_embedder):
-        return default_embedder_spec()
-    key = name or registry.default_embedder
-    entry = registry.embedders.get(key)
-    if entry is None:
-        known = ", ".join(sorted(registry.embedders)) or "none"
-        raise ConfigError(f"unknown embedder '{key}' (models.toml [embedders]: {known})")
-    if entry.onnx_package:
-        return packaged_embedder_spec(
-            entry.name,
-            entry.onnx_package,
-            entry.onnx_file,
-            entry.tokenizer_package,
-            entry.tokenizer_file,
-            max_length=entry.max_length,
-            sha256=entry.sha256 or None,
-        )
-    for label, value in (("onnx_path", entry.onnx_path), ("tokenizer_path", entry.tokenizer_path)):
-        if not value or not Path(value).expanduser().is_file():
-            raise ConfigError(f"embedder '{entry.name}': {label} {value!r} is not a file; fix models.toml")
-    from .embedders import exported_settings
-
-    onnx_path = Path(entry.onnx_path).expanduser()
-    return EmbedderSpec(
-        entry.name,
-        onnx_path,
-        Path(entry.tokenizer_path).expanduser(),
-        max_length=entry.max_length,
-        sha256=entry.sha256 or None,
-        **exported_settings(onnx_path),  # dim and pooling of a model `lite-align embedders export` wrote
-    )
-
-
-def load_embedder(registry: Registry | None = None, name: str | None = None, *, threads: int | None = None) -> Any:
-    """The ONNX embedder; ``threads`` None: onnxruntime's intra-op threads chosen by measurement
-    on first use (lite_align.tuning.onnx_threads, cached per model and machine)."""
-    from .embed import OnnxEmbedder
-
-    return OnnxEmbedder(embedder_spec(registry, name), threads=threads)
 
 
 def execute(
@@ -444,9 +355,8 @@ def execute(
             sets = {c: sets[c] for c in plan.settings.conditions if c in sets}
             t1 = time.perf_counter()
             prompt_texts = {p.id: p.text for p in plan.prompt_set.prompts}
-            from .analysis import analyse
 
-            results = analyse(sets, embedder=embedder, prompts=prompt_texts)
+            results = analyse(sets, embedder=embedder, prompts=prompt_texts).to_json()
             if "base" in sets and TEACHER in sets:
                 t2 = time.perf_counter()
                 results["explain"] = explain_run(prep, sets["base"], sets[TEACHER], embedder, prompt_texts)
@@ -498,7 +408,6 @@ class _StoreView(RunStore):
     (a killed run) is left out, as opening the store would cut it off."""
 
     def __init__(self, run_dir: str | Path, identity: Mapping[str, Any]) -> None:
-        from .store import MANIFEST, _settings_diff, read_manifest
 
         self.dir = Path(run_dir).expanduser()
         self.identity = dict(identity)
@@ -506,7 +415,7 @@ class _StoreView(RunStore):
         self.repaired = {}
         self.resumed = (self.dir / MANIFEST).exists()
         self.manifest = read_manifest(self.dir) if self.resumed else {"identity": self.identity}
-        diff = _settings_diff(self.manifest.get("identity", {}), self.identity)
+        diff = settings_diff(self.manifest.get("identity", {}), self.identity)
         if diff is not None:
             raise RunDirError(
                 f"{self.dir} holds a run with different settings ({diff}); use another --out or the same settings"
@@ -579,11 +488,9 @@ def plan_run(
     Each model with work left is opened once (twice for a teacher that also summarises after
     another summariser), renders and tokenizes its prompts, and is calibrated unless the cache
     holds its calibration. Nothing is generated and nothing is written to the run directory."""
-    from .plan import CalibrationCache, build_plan, calibrate, calibration_key
-
     view = _StoreView(prep.out_dir, prep.identity)
     cache = calibration_cache or CalibrationCache()
-    if embedder is None and any(c.startswith("icl-knn") for c in prep.plan.settings.conditions):
+    if embedder is None and any(condition(c).needs_embedder for c in prep.plan.settings.conditions):
         embedder = load_embedder(prep.registry, prep.options.embedder)
     session = _OneModel(open_generator or open_llama(prep.options, prep.tuner))
     embed = (lambda texts: embedder.embed(texts)) if embedder is not None else None
@@ -601,7 +508,7 @@ def plan_run(
             texts = {t for w in work if w.model.path == ref.path for t in (w.prompt, w.prefix) if t}
             counts[ref.path] = {t: len(gen.tokenize(t)) for t in texts}.__getitem__
             sha = sha_of.get(ref.path)
-            if ref.backend != "llama.cpp" or not sha:
+            if not backend(ref.backend).local_file or not sha:  # a server's speed is not this machine's
                 calibrations[ref.path] = (None, False)
                 continue
             # the speed depends on the settings the model was opened with (tuned, or given)
@@ -644,25 +551,20 @@ def explain_run(prep: PreparedRun, base: Any, chat: Any, embedder: Any, prompts:
     """The explain section of a run: judge-free parts always; the judge (--explain; by default the
     pair's chat model, --judge another) only when asked, since a CPU judge needs about a second a
     judgement."""
-    from .commands import open_judge
-    from .explain import explain
-
     judge = None
     if prep.options.explain:
-        from .tuning import parse_count
-
+        # --judge names a model; without it the run's own chat model judges, whatever its backend
+        # (its resolved reference: a served model has no file path to look up again)
         judge = open_judge(
-            prep.options.judge or prep.plan.chat.path,
+            prep.options.judge or prep.plan.chat,
             prep.options.registry,
             threads=parse_count(prep.options.threads, "--threads"),
         )
     try:
-        from .judge_check import with_agreement
-
         return with_agreement(explain(base, chat, embedder=embedder, judge=judge, prompts=prompts), judge)
     finally:
         if judge is not None:
             judge.generator.close()
 
 
-__all__ = ["RunOptions", "prepare", "execute", "plan_run"]
+__all__ = ["RunOptions", "embedder_spec", "execute", "load_embedder", "open_llama", "plan_run", "prepare"]

@@ -26,7 +26,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from .data import Sample
 from .errors import RunDirError
@@ -60,7 +60,7 @@ def _write_error(path: Path, exc: OSError) -> RunDirError:
     return RunDirError(f"cannot write {path}: {exc.strerror}; choose another --out directory")
 
 
-def _settings_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+def settings_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
             return f"{key}: {old.get(key)!r} in the existing run, {new.get(key)!r} now"
@@ -99,6 +99,13 @@ def _create_dir(path: Path) -> None:
         raise RunDirError(f"cannot create run directory {path}: {exc.strerror}; choose another --out") from None
     if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
         raise RunDirError(f"run directory {path} is not writable; choose another --out")
+
+
+@runtime_checkable
+class SupportsJson(Protocol):
+    """A typed record that writes itself as JSON (``results.Results``)."""
+
+    def to_json(self) -> dict[str, Any]: ...
 
 
 class RunLock:
@@ -202,7 +209,7 @@ class RunStore:
         self.resumed = manifest_path.exists()
         if self.resumed:
             old = read_manifest(self.dir)
-            diff = _settings_diff(old.get("identity", {}), self.identity)
+            diff = settings_diff(old.get("identity", {}), self.identity)
             if diff is not None:
                 raise RunDirError(
                     f"{self.dir} holds a run with different settings ({diff}); use another --out or the same settings"
@@ -288,8 +295,10 @@ class RunStore:
             tmp.unlink(missing_ok=True)
             raise _write_error(path, exc) from None
 
-    def write_results(self, results: Mapping[str, Any]) -> None:
-        _atomic_write_json(self.dir / "results.json", {"format": "lite_align.results/1", **results})
+    def write_results(self, results: Mapping[str, Any] | SupportsJson) -> None:
+        """``results.json``: the analysis's ``Results`` (or its JSON), after the format line."""
+        doc = results.to_json() if isinstance(results, SupportsJson) else results
+        _atomic_write_json(self.dir / "results.json", {"format": "lite_align.results/1", **doc})
 
     def close(self) -> None:
         for fh in self._handles.values():

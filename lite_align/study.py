@@ -12,29 +12,21 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from . import prompts as fmt
 from .conditions import GREEDY_SUFFIX, TEACHER, is_greedy, is_teacher, sampled_twin
-from .data import PromptSet, Sample
+from .conditions import condition as lookup_condition
+from .data import ModelRef, PromptSet, Sample
 from .engine import raise_if_interrupted
 from .errors import GenerationError
+from .generation.base import GenerationRequest, Generator, SamplingParams
 from .prompts import Example, PromptTexts
 from .store import RunStore
 
-# --- what the study needs from a generator (engine.LlamaCppGenerator, or a server backend) ----
-
-
-class Generator(Protocol):
-    def generate(self, requests: Sequence[Any]) -> Iterator[Any]: ...
-    def render_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str: ...
-    def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]: ...
-    def close(self) -> None: ...
-
-    @property
-    def timings(self) -> dict[str, float]: ...
+# --- what the study needs from a generator: lite_align.generation.Generator, any backend ------
 
 
 class Progress(Protocol):
@@ -52,18 +44,6 @@ class NoProgress:
 
     def finish(self) -> None:
         pass
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A resolved model: registry name, role, file and how it was found."""
-
-    name: str
-    role: str
-    path: str
-    family: str = ""
-    backend: str = "llama.cpp"
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -228,7 +208,6 @@ def _rendered(source: Mapping[int, Any], render: Callable[[Any], str], lazy: boo
 
 
 def _params(temperature: float, settings: StudySettings, max_tokens: int, stop: tuple[str, ...]) -> Any:
-    from .engine import SamplingParams
 
     return SamplingParams(
         temperature=temperature, repetition_penalty=settings.repetition_penalty, max_tokens=max_tokens, stop=stop
@@ -236,7 +215,6 @@ def _params(temperature: float, settings: StudySettings, max_tokens: int, stop: 
 
 
 def _request(key: Any, prompt: str, seeds: Sequence[int], params: Any, prefix: str = "") -> Any:
-    from .engine import GenerationRequest
 
     return GenerationRequest(key=key, prompt=prompt, seeds=tuple(seeds), params=params, prefix=prefix)
 
@@ -282,7 +260,8 @@ class Study:
             return
         self.progress.start(label, total)
         for res in gen.generate(requests):
-            _, pid, indices, cond, mdl = res.key
+            key: Any = res.key  # the tuple _requests_for made
+            _, pid, indices, cond, mdl = key
             sample = Sample(
                 prompt_id=pid,
                 condition=cond,
@@ -295,7 +274,7 @@ class Study:
                 seconds=res.seconds,
                 prompt_tokens=res.prompt_tokens,
             )
-            self.store.append(Path(res.key[0]), sample)
+            self.store.append(Path(key[0]), sample)
             raise_if_interrupted()  # a Ctrl-C deferred by llama.cpp's log callback stops here, sample saved
             self.generated += 1
             self.progress.advance()
@@ -345,7 +324,7 @@ class Study:
 
     def _teacher_phase(self, conds: Sequence[str]) -> None:
         plan, s = self.plan, self.s
-        needs_summary = any(sampled_twin(c) == "icl-summary" for c in conds)
+        needs_summary = any(lookup_condition(c).needs_summaries for c in conds)
         chat_name = plan.chat.name
         n_ctx = context_for(self._longest_query() + CHAT_TEMPLATE_CHARS, s.max_tokens)
         if needs_summary and plan.summarizer.path == plan.chat.path:  # the teacher summarises too
@@ -379,7 +358,7 @@ class Study:
         ``lazy``: render a prompt only when a request needs it (the plan of a resumed run)."""
         plan, s = self.plan, self.s
         prompts = {p.id: p.text for p in plan.prompt_set.prompts}
-        needs_static = any(sampled_twin(c) in ("icl-static", "icl-summary") for c in conds)
+        needs_static = any(lookup_condition(c).needs_static_answers for c in conds)
         chat_name = plan.chat.name
         rendered = _rendered(prompts, chat_prompt, lazy)
         reqs = self._requests_for(
@@ -510,40 +489,45 @@ class Study:
         """Per prompt id: the in-context examples (in prompt order), the query and the summary hint
         (None when the condition has none) of one base condition (sampled or greedy)."""
         plan, s = self.plan, self.s
-        kind = sampled_twin(condition)
+        cond = lookup_condition(condition)
         prompts = {p.id: p.text for p in plan.prompt_set.prompts}
-        if kind == "base":
-            return {pid: ([], t, None) for pid, t in prompts.items()}
-        if kind in ("icl-static", "icl-summary"):
+        own_sum, static_sum = self.summaries() if cond.needs_summaries else ({}, {})
+
+        def hint(summaries: Mapping[int, str], key: int) -> str | None:
+            return summaries.get(key, "") if cond.needs_summaries else None
+
+        if cond.examples == "none":
+            return {pid: ([], t, hint(own_sum, pid)) for pid, t in prompts.items()}
+        if cond.examples == "static":
             statics = self.static_answers()
-            own_sum, static_sum = self.summaries() if kind == "icl-summary" else ({}, {})
             examples = [
-                Example(q, statics.get(k, ""), static_sum.get(k, "") if kind == "icl-summary" else None)
+                Example(q, statics.get(k, ""), hint(static_sum, k))
                 for k, q in enumerate(plan.texts.static_queries[: s.k])
             ]
-            return {
-                pid: (examples, t, own_sum.get(pid, "") if kind == "icl-summary" else None)
-                for pid, t in prompts.items()
-            }
+            return {pid: (examples, t, hint(own_sum, pid)) for pid, t in prompts.items()}
         teacher0 = self.teacher_answers()
         n = len(prompts)
         vectors: Any = None
-        if kind == "icl-knn":
+        if cond.needs_embedder:
             if self.embed_prompts is None:
-                raise GenerationError("icl-knn needs the sentence embedder; install it with ./install.sh")
+                raise GenerationError(f"{cond.sampled} needs the sentence embedder; install it with ./install.sh")
             vectors = self.embed_prompts([prompts[i] for i in range(n)])
         out: BaseInputs = {}
         for pid, t in prompts.items():
             ids = (
                 fmt.random_neighbours(n, pid, s.k, s.seed)
-                if kind == "icl-random"
+                if cond.examples == "random"
                 else fmt.knn_neighbours(vectors, pid, s.k)
             )
-            out[pid] = ([Example(prompts[i], teacher0.get(i, "")) for i in ids], t, None)
+            out[pid] = (
+                [Example(prompts[i], teacher0.get(i, ""), hint(own_sum, i)) for i in ids],
+                t,
+                hint(own_sum, pid),
+            )
         return out
 
     def render_base(self, condition: str, examples: Sequence[Example], query: str, summary: str | None) -> str:
-        if sampled_twin(condition) == "base":
+        if lookup_condition(condition).prompt_format == "zero-shot":
             return fmt.zero_shot(query)
         return fmt.in_context(self.plan.texts.system, examples, query, summary)
 
@@ -699,7 +683,7 @@ class Study:
 
         for req in self._teacher_requests(conds, chat_prompt, None, lazy=True):
             out.append(PendingWork.of("teacher", plan.chat, req))
-        if any(sampled_twin(c) == "icl-summary" for c in conds):
+        if any(lookup_condition(c).needs_summaries for c in conds):
             tmpl = plan.texts.summarize
             teacher0, statics = self.teacher_answers(), self.static_answers()
             all0 = {p.id: teacher0.get(p.id, "") for p in plan.prompt_set.prompts}

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import platform
 import re
@@ -47,7 +46,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .engine import LlamaCppGenerator, estimated_memory, sequences_within
 from .errors import ConfigError
+from .generation.base import GenerationRequest, SamplingParams
+from .gguf_check import inspect_gguf, sha256_file
+from .paths import cache_dir
 
 TUNING_FORMAT = "lite_align.tuning/1"
 TUNING_FILE = "tuning.json"
@@ -341,61 +344,6 @@ def memory_budget(max_memory: str | None = None) -> int:
     return int(MEMORY_SHARE * free) if free else 4 * 2**30
 
 
-def estimated_memory(
-    sequences: int, *, model_bytes: int, cell_bytes: int, n_vocab: int, n_ctx: int, kv_unified: bool = False
-) -> int:
-    """Bytes a generator holds, estimated: the weights, the KV cells (per-sequence streams: n_ctx
-    for each live sequence and 4 spare streams; unified: one cache of n_ctx cells), a float32
-    logits row per sequence, the compute buffers (~64 logits rows) and 64 MB of the rest.
-
-    >>> estimated_memory(16, model_bytes=10**8, cell_bytes=1000, n_vocab=1000, n_ctx=1000) // 10**6
-    187
-    """
-    streams = 1 if kv_unified else sequences + 4
-    return model_bytes + streams * n_ctx * cell_bytes + 4 * n_vocab * (sequences + 64) + 64 * 2**20
-
-
-def sequences_within(
-    budget: int,
-    *,
-    model_bytes: int,
-    cell_bytes: int,
-    n_vocab: int,
-    n_ctx: int,
-    kv_unified: bool = False,
-    working: int | None = None,
-) -> int:
-    """The most live sequences whose :func:`estimated_memory` stays within ``budget`` (at least 1,
-    at most llama.cpp's 252), and, with ``working``, within the weights plus ``working`` bytes
-    unless that would leave fewer than the baseline's 16 (then ``budget`` alone decides up to 16).
-
-    >>> sequences_within(300 * 10**6, model_bytes=10**8, cell_bytes=1000, n_vocab=1000, n_ctx=1000)
-    128
-    >>> sequences_within(300 * 10**6, model_bytes=10**8, cell_bytes=1000, n_vocab=1000, n_ctx=1000, working=10**8)
-    28
-    >>> sequences_within(300 * 10**6, model_bytes=10**8, cell_bytes=1000, n_vocab=1000, n_ctx=1000, working=10**7)
-    16
-    """
-    args = {"model_bytes": model_bytes, "cell_bytes": cell_bytes, "n_vocab": n_vocab, "n_ctx": n_ctx}
-
-    def largest(limit: int, hi: int) -> int:
-        lo = 1
-        if estimated_memory(hi, kv_unified=kv_unified, **args) <= limit:
-            return hi
-        while lo < hi:  # the largest n that fits
-            mid = (lo + hi + 1) // 2
-            if estimated_memory(mid, kv_unified=kv_unified, **args) <= limit:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo
-
-    fit = largest(budget, 252)
-    if working is None:
-        return fit
-    return min(fit, max(largest(model_bytes + working, 252), BASELINE[1]))
-
-
 # --------------------------------------------------------------------------------------------------
 # GPU
 
@@ -556,8 +504,6 @@ def measure_cell(generator: Any, threads: int, sequences: int, steps: int) -> tu
     """Decode ``steps`` tokens in each of ``sequences`` samples of one prompt with ``threads``
     threads; returns (tokens per second of decoding, seconds). Prompt reading is not counted
     (the engine's own split: decode + sample + bookkeeping)."""
-    from .engine import GenerationRequest, SamplingParams
-
     generator.set_parallelism(n_threads=threads, max_sequences=sequences)
     params = SamplingParams(temperature=0.5, repetition_penalty=1.1, max_tokens=steps, stop=())
     request = GenerationRequest(("tuning", threads, sequences), PROBE_PROMPT, tuple(range(1, sequences + 1)), params)
@@ -627,8 +573,6 @@ class TuningCache:
 
     def __init__(self, path: Path | None = None) -> None:
         if path is None:
-            from .paths import cache_dir
-
             path = cache_dir() / TUNING_FILE
         self.path = Path(path)
 
@@ -678,7 +622,7 @@ def machine_key(budget: CpuBudget | None = None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -736,8 +680,6 @@ class EngineTuner:
     def open(self, path: str | Path, n_ctx: int | None = None, **kw: Any) -> Any:
         """A LlamaCppGenerator with this model's settings, its live sequences capped to the memory
         budget for the context asked for."""
-        from .engine import LlamaCppGenerator
-
         s = self.settings_for(path)
         gen = LlamaCppGenerator(
             path,
@@ -777,7 +719,6 @@ class EngineTuner:
 
         if not llama_cpp.llama_supports_gpu_offload():
             return 0
-        from .gguf_check import inspect_gguf
 
         info = inspect_gguf(path)
         return gpu_layers_that_fit(
@@ -789,7 +730,6 @@ class EngineTuner:
         )
 
     def _resolve(self, path: Path) -> EngineSettings:
-        from .gguf_check import sha256_file
 
         model_bytes = path.stat().st_size
         gpu = self._gpu_layers(path, model_bytes)
@@ -815,8 +755,6 @@ class EngineTuner:
         return settings
 
     def _calibrate(self, path: Path, threads: Sequence[int], seqs: Sequence[int], gpu: int) -> EngineSettings:
-        from .engine import LlamaCppGenerator
-
         prepare_threads(max(threads))
         t0 = time.perf_counter()
         name = path.name
@@ -844,7 +782,7 @@ class EngineTuner:
             baseline_tokens_per_s=baseline.tokens_per_s if baseline else None,
             cells=tuple(cells),
             measured_s=round(time.perf_counter() - t0, 2),
-            created=_now(),
+            created=now(),
         )
         gain = f" ({best.tokens_per_s / baseline.tokens_per_s:.2f}x 1 thread x 16)" if baseline else ""
         self.say(
@@ -852,76 +790,6 @@ class EngineTuner:
             f"{best.tokens_per_s:.1f} tokens/s{gain}"
         )
         return settings
-
-
-# --------------------------------------------------------------------------------------------------
-# onnxruntime
-
-
-ONNX_PROBE_TEXTS = 8  # texts in the onnxruntime calibration (~50 word pieces each, one batch)
-
-
-def onnx_threads(
-    embedder: Any,
-    cache: TuningCache | None = None,
-    *,
-    budget: CpuBudget | None = None,
-    measure: Callable[[Any, Sequence[int]], Mapping[int, float]] | None = None,
-) -> int:
-    """Intra-op threads for an ``embed.OnnxEmbedder`` whose model is loaded: 1 on a one-core
-    budget, else the fastest of :func:`thread_candidates` on a short encode (``measure``: seconds
-    per thread count, default :func:`measure_onnx`), cached per (ONNX file sha256, machine).
-    1 thread (the previous fixed setting) is always a candidate."""
-    budget = budget or cpu_budget()
-    if budget.threads == 1:
-        return 1
-    key = f"onnx:{embedder.onnx_sha256}:{machine_key(budget)}"
-    cache = cache or TuningCache()
-    cached = cache.get(key)
-    if isinstance(cached, Mapping) and isinstance(cached.get("threads"), int) and cached["threads"] >= 1:
-        return int(cached["threads"])
-    timings = dict((measure or measure_onnx)(embedder, thread_candidates(budget.threads)))
-    best = min(timings, key=lambda t: (timings[t], t))
-    cache.put(key, {"threads": best, "seconds": {str(t): v for t, v in timings.items()}, "created": _now()})
-    return best
-
-
-def measure_onnx(embedder: Any, threads: Sequence[int], repeats: int = 2) -> dict[int, float]:
-    """Seconds per encode of :data:`ONNX_PROBE_TEXTS` texts with each thread count (best of
-    ``repeats`` after a warm-up), on fresh sessions of the embedder's model."""
-    import numpy as np
-
-    from .embed import onnx_session
-
-    loaded = embedder._load() if embedder._loaded is None else embedder._loaded
-    words = PROBE_PROMPT.split() * 8
-    texts = [" ".join(words[i : i + 30 + 2 * i]) for i in range(ONNX_PROBE_TEXTS)]
-    pieces = loaded.tokenizer.encode_batch(texts)
-    feeds = []
-    for lo in range(0, len(pieces), 8):
-        batch = pieces[lo : lo + 8]
-        width = max(len(p.ids) for p in batch)
-        ids = np.zeros((len(batch), width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for row, p in enumerate(batch):
-            ids[row, : len(p.ids)] = p.ids
-            mask[row, : len(p.ids)] = 1
-        feed = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in loaded.inputs:
-            feed["token_type_ids"] = np.zeros_like(ids)
-        feeds.append(feed)
-    out: dict[int, float] = {}
-    for t in threads:
-        session = onnx_session(embedder.spec.onnx_path, t)
-        session.run([loaded.output], feeds[0])
-        best = math.inf
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            for feed in feeds:
-                session.run([loaded.output], feed)
-            best = min(best, time.perf_counter() - t0)
-        out[t] = round(best, 4)
-    return out
 
 
 __all__ = [
@@ -933,8 +801,9 @@ __all__ = [
     "TuningCache",
     "calibrate_engine",
     "cpu_budget",
-    "onnx_threads",
     "select_across",
     "select_best",
+    "estimated_memory",
+    "now",
     "sequences_within",
 ]

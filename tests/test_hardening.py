@@ -383,8 +383,8 @@ def test_a_server_with_nothing_listening_fails_at_once(tiny_chat_gguf: Path, tmp
 
 
 def test_the_server_backend_says_when_it_retries(capfd: pytest.CaptureFixture[str]) -> None:
-    from lite_align.backends.openai import OpenAIGenerator, RetryPolicy
     from lite_align.engine import GenerationRequest, SamplingParams
+    from lite_align.generation.openai import OpenAIGenerator, RetryPolicy
 
     fast = RetryPolicy(attempts=4, base_delay_s=0.01, max_delay_s=0.05, deadline_s=30, timeout_s=10)
     with StubServer([(503, {"error": "loading"}), (200, completion(["fine"]))]) as stub:

@@ -14,10 +14,10 @@ from fakes import FakeEmbedder
 from server_util import LlamaServer, StubServer, completion, missing_server_deps
 from tiny_gguf import write_tiny_llama
 
-from lite_align.backends import open_backend
-from lite_align.backends.openai import OpenAIGenerator, RetryPolicy, decode_chat
 from lite_align.engine import GenerationRequest, GenerationResult, LlamaCppGenerator, SamplingParams
 from lite_align.errors import ConfigError, GenerationError
+from lite_align.generation.openai import OpenAIGenerator, RetryPolicy, decode_chat
+from lite_align.loaders import open_backend
 from lite_align.runner import RunOptions, open_llama, prepare
 from lite_align.store import RunStore
 from lite_align.study import ModelRef, Study
@@ -251,6 +251,29 @@ def test_a_study_on_served_models_stores_every_sample_and_resumes(
             got = sorted((s.prompt_id, s.sample_index) for s in store.samples(cond))
             assert got == [(p, j) for p in range(3) for j in range(2)], cond
         assert len(store.aux("summary")) == 3 and all(s.text for s in store.samples("base"))
+
+
+@needs_server
+def test_run_explain_on_a_served_pair_judges_with_the_served_chat_model(
+    base_server: LlamaServer, chat_server: LlamaServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13's bug: `run --explain` without --judge on a pair served over HTTP passed the chat
+    model's synthetic id (openai:http://...#model) to the .gguf resolver, which failed after every
+    sample was generated and before results.json was written. The run's own served chat model judges."""
+    from test_embedding_metrics import WordLengthEmbedder
+
+    from lite_align.runner import execute
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    registry = _registry(tmp_path / "models.toml", base_server, chat_server)
+    opts = RunOptions(registry=str(registry), limit=2, samples=2, max_tokens=6, conditions="base", explain=True,
+                      out=str(tmp_path / "run"))  # fmt: skip
+    prep = prepare(opts)
+    _, results = execute(prep, embedder=WordLengthEmbedder(tmp_path / "vectors"))
+    judge = results["explain"]["judge"]
+    assert judge["model"] == "srv-chat" and judge["sha256"] == prep.plan.chat.path
+    assert judge["stats"]["requested"] > 0 and judge["stats"]["generated"] + judge["stats"]["cached"] > 0
+    assert (tmp_path / "run" / "results.json").is_file()
 
 
 # --- failures on demand: a stdlib stub server ----------------------------------------------------

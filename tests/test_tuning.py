@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lite_align.tuning as tuning
+from lite_align.embed import onnx_threads
 from lite_align.engine import GenerationRequest, GenerationResult, LlamaCppGenerator
 from lite_align.errors import ConfigError
 from lite_align.tuning import (
@@ -26,7 +27,6 @@ from lite_align.tuning import (
     TuningCache,
     calibrate_engine,
     cgroup_cpu_quota,
-    onnx_threads,
     parse_count,
     parse_cpuinfo,
     parse_gpu_layers,

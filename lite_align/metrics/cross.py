@@ -26,6 +26,7 @@ import numpy as np
 
 from lite_align.data import SampleSet
 from lite_align.metrics.lexical import jaccard
+from lite_align.metrics.registry import SimilaritySpec, register_similarity
 from lite_align.stats import Estimate, mean_ci, ratio_ci
 from lite_align.text import word_bag
 
@@ -170,3 +171,17 @@ def cross_similarity(
         cross_per_prompt=cross_arr,
         baseline_per_prompt=base_arr,
     )
+
+
+register_similarity(
+    SimilaritySpec(
+        "jaccard",
+        "word-bag Jaccard",
+        make=lambda embedder, shared: JaccardSimilarity(),
+        needs=frozenset({"word_bags"}),
+        terminal_label="Jaccard (word bags)",
+        short="Jaccard",
+        glance="Jacc.\nratio",
+        order=10,
+    )
+)

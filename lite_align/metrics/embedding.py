@@ -26,6 +26,15 @@ import numpy as np
 
 from lite_align.data import SampleSet
 from lite_align.embed import Embedder, text_key
+from lite_align.metrics.registry import (
+    Family,
+    FamilyValues,
+    Inputs,
+    Metric,
+    SimilaritySpec,
+    register_family,
+    register_similarity,
+)
 from lite_align.stats import Estimate, mean_ci
 
 BERTSCORE_CHUNK = 128  # pairs whose token vectors are held at once (<= 100 MB at 256 word pieces a text)
@@ -203,3 +212,72 @@ def _check_paired(a: Sequence[str], b: Sequence[str]) -> None:
 def _unit_rows(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.asarray(x / np.maximum(norms, 1e-12), dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------------------
+# Registered: embedding diversity, and the two similarities that share one encoder pass
+
+
+def shared_pairs(embedder: Embedder, shared: dict[str, Any]) -> EmbeddingPairs:
+    """The ``EmbeddingPairs`` of ``embedder``: one per embedder for as long as it lives (a teacher's
+    baseline pairs recur in the sampled and the greedy tables), else one per table (``shared``)."""
+    found = getattr(embedder, "pair_scorer", None) or shared.get("embedding_pairs")
+    if not isinstance(found, EmbeddingPairs):
+        found = EmbeddingPairs(embedder)
+        try:
+            embedder.pair_scorer = found  # type: ignore[attr-defined]
+        except AttributeError:  # an embedder that takes no new attributes: a scorer per table
+            pass
+    shared["embedding_pairs"] = found
+    return found
+
+
+def _embedding_family(sample_set: SampleSet, inputs: Inputs) -> FamilyValues:
+    if inputs.embedder is None:
+        raise ValueError("embedding diversity needs an embedder")
+    by_prompt = embedding_distance_by_prompt(sample_set, inputs.embedder)
+    return FamilyValues({"embedding_diversity": mean_ci(list(by_prompt.values()))}, {"embedding_diversity": by_prompt})
+
+
+register_family(
+    Family(
+        "embedding",
+        (
+            Metric(
+                "embedding_diversity",
+                "embedding diversity",
+                direction=1,
+                order=20,
+                glance="embed\n↑div",
+                finding="embedding diversity",
+                comparable=False,
+            ),
+        ),
+        needs=frozenset({"embeddings"}),
+        compute=_embedding_family,
+    )
+)
+register_similarity(
+    SimilaritySpec(
+        "embedding",
+        "embedding cosine",
+        make=lambda embedder, shared: EmbeddingCosine(embedder, scorer=shared_pairs(embedder, shared)),
+        needs=frozenset({"embeddings"}),
+        terminal_label="embedding cosine",
+        short="embedding",
+        glance="embed\nratio",
+        order=20,
+    )
+)
+register_similarity(
+    SimilaritySpec(
+        "bertscore",
+        "BERTScore-style F1",
+        make=lambda embedder, shared: BertScoreF1(embedder, scorer=shared_pairs(embedder, shared)),
+        needs=frozenset({"token_vectors"}),
+        terminal_label="BERTScore-style F1",
+        short="BERTScore",
+        glance="BERT\nratio",
+        order=30,
+    )
+)

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from lite_align.data import SampleSet
+from lite_align.metrics.registry import Family, FamilyValues, Inputs, Metric, register_family
 from lite_align.stats import Estimate, mean_ci, ratio_ci
 from lite_align.text import analyse
 
@@ -203,3 +204,64 @@ def diversity(sample_set: SampleSet, *, stem: bool = False, ngram: int = 1) -> D
             "n": n,
         },
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# Registered: the paper's lexical measures, one family (its figures come first in a diversity row)
+
+_LEXICAL_METRICS = (
+    Metric(
+        "jaccard_within",
+        "word-bag Jaccard within prompt",
+        direction=-1,
+        terminal_label="word-bag Jaccard (within prompt) ↓",
+        order=10,
+        glance="Jacc.\n↓div",
+        finding="word-bag Jaccard",
+    ),
+    Metric(
+        "distinct_prefix_fraction",
+        "distinct 20-char prefixes",
+        direction=1,
+        order=30,
+        finding="distinct prefixes",
+    ),
+    Metric(
+        "length_mean",
+        "length (words)",
+        digits=1,
+        hint="mean words per answer",
+        terminal_label="length (words)",
+        order=40,
+        glance="words\n",
+        glance_digits=0,
+    ),
+    Metric(
+        "length_spread",
+        "length spread (words)",
+        digits=1,
+        hint="mean |difference| between two answers",
+        terminal_label="length spread",
+        order=50,
+    ),
+    Metric("abstain_rate", "abstain rate", hint="share of answers", order=60),
+    Metric("numbered_list_rate", "numbered-list rate", hint="share of answers", order=70),
+    Metric("bullet_list_rate", "bullet-list rate", hint="share of answers", order=80),
+)
+# per-prompt values for compare: the means, then the rates as shares of each prompt's answers
+_MEANS = ("jaccard_within", "length_mean", "length_spread", "distinct_prefix_fraction")
+_RATES = {"abstain_rate": "abstain", "numbered_list_rate": "numbered_list", "bullet_list_rate": "bullet_list"}
+
+
+def _lexical_family(sample_set: SampleSet, inputs: Inputs) -> FamilyValues:
+    d = diversity(sample_set)
+    ids, per = d.prompt_ids, d.per_prompt
+    per_prompt: dict[str, dict[int, float]] = {}
+    for key in _MEANS:
+        per_prompt[key] = {pid: float(v) for pid, v in zip(ids, per[key], strict=True) if not np.isnan(v)}
+    for key, count in _RATES.items():
+        per_prompt[key] = {pid: float(c / n) for pid, c, n in zip(ids, per[count], per["n"], strict=True) if n}
+    return FamilyValues({name: getattr(d, name) for name in d.METRICS}, per_prompt)
+
+
+register_family(Family("lexical", _LEXICAL_METRICS, needs=frozenset({"texts", "word_bags"}), compute=_lexical_family))

@@ -53,12 +53,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lite_align.engine import GenerationRequest, GenerationResult, SamplingParams
 from lite_align.errors import ConfigError, GenerationError
+from lite_align.generation.base import Backend, GenerationRequest, GenerationResult, SamplingParams, register_backend
 from lite_align.jsonio import loads as json_loads
 
 if TYPE_CHECKING:
-    from lite_align.study import ModelRef
+    from lite_align.data import ModelRef
 
 CHAT_MARKER = "\x00lite_align-chat-v1\x00"  # render_chat output: this marker, then the messages as JSON
 DEFAULT_CONCURRENCY = 4
@@ -625,3 +625,26 @@ def _rejection_message(gen: OpenAIGenerator, path: str, exc: _Rejected) -> str:
 
 
 __all__ = ["OpenAIGenerator", "RetryPolicy", "encode_chat", "decode_chat", "CHAT_MARKER"]
+
+
+def _locate(spec: Any) -> tuple[str, dict[str, Any]]:
+    """The served model's id (it stands for a path: two server models are one only when their URL
+    and model name are) and the settings it is opened with."""
+    model = spec.model or spec.name
+    extra: dict[str, Any] = {"base_url": spec.base_url, "model": model, "api_key_env": spec.api_key_env}
+    if spec.concurrency:
+        extra["concurrency"] = spec.concurrency
+    return f"{spec.backend}:{spec.base_url.rstrip('/')}#{model}", extra
+
+
+register_backend(
+    Backend(
+        "openai",
+        open=lambda ref, n_ctx, tuner: OpenAIGenerator.from_ref(ref),
+        needs=("base_url",),
+        identity=lambda ref: str(ref.path),
+        record=lambda ref: {"backend": ref.backend, **dict(ref.extra)},
+        locate=_locate,
+        description="an OpenAI-compatible server (vLLM, llama.cpp's server, TGI) over HTTP",
+    )
+)
