@@ -265,3 +265,37 @@ def test_paired_differences_of_two_sets_by_hand() -> None:
     json.dumps(diffs, allow_nan=False)
     with pytest.raises(KeyError, match="ead not measured in both graded and other"):
         paired_differences(a, b, pairs, keys=["ead"])
+
+
+# -------------------------------------------------------------------------------------------------
+# measure_set's speed-ups change no number
+
+
+def test_intervals_equal_stats_mean_ci_exactly() -> None:
+    from lite_align.metrics import measures
+
+    rng = np.random.default_rng(5)
+    series = {f"s{i}": rng.normal(size=40) for i in range(4)}
+    series["s1"][[3, 7, 11]] = np.nan  # another count of values: other draws
+    series["one"] = np.array([np.nan, 2.0, np.nan])
+    series["none"] = np.full(5, np.nan)
+    got = measures._means_with_intervals(series)
+    for key, values in series.items():
+        expected = mean_ci(values[~np.isnan(values)])
+        np.testing.assert_equal(got[key].as_dict(), expected.as_dict(), err_msg=key)  # exact; NaN equals NaN
+
+
+def test_prompt_blocks_change_no_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lite_align.metrics import measures
+
+    s = SampleSet("blocks", {i: (A, B, C)[: 1 + i % 3] + (f"answer {i} here",) for i in range(11)})
+    vectors = {pid: np.random.default_rng(pid).normal(size=(len(t), 6)) for pid, t in s.by_prompt.items()}
+    whole = measure_set(s, vectors=vectors, vocab_size=1000)
+    monkeypatch.setattr(measures, "PROMPT_BLOCK", 3)
+    blocked = measure_set(s, vectors=vectors, vocab_size=1000)
+    assert blocked.to_json() == whole.to_json()
+    for key in whole.keys:
+        np.testing.assert_array_equal(blocked.per_prompt[key], whole.per_prompt[key])
+    del vectors[9]
+    with pytest.raises(ValueError, match="no sentence vectors for prompt 9 of blocks"):
+        measure_set(s, vectors=vectors)

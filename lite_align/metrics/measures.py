@@ -47,7 +47,7 @@ from lite_align.metrics.repetition import ngram_diversity_ids, self_repetition_i
 from lite_align.metrics.rouge import homogenization_rougel_tokens, rouge_tokens
 from lite_align.metrics.selfbleu import self_bleu_from_table
 from lite_align.metrics.vendi import ngram_kernel_from_table, vendi_from_kernel, vendi_from_vectors
-from lite_align.stats import Estimate, diff_ci, mean_ci
+from lite_align.stats import N_BOOT, SEED, Estimate, diff_ci, mean_ci
 from lite_align.text import tokenize
 
 if TYPE_CHECKING:
@@ -77,6 +77,8 @@ __all__ = [
 ]
 
 MIN_SAMPLES = 2
+PROMPT_BLOCK = 512  # prompts measured together (measure_set): a whole file of the release
+_ALPHA = 0.05  # 95% intervals, as stats.mean_ci's default
 
 
 class Embeds(Protocol):
@@ -437,21 +439,20 @@ def measure_set(
     cache = TextCache() if text_cache is None else text_cache
 
     values = np.full((len(chosen), len(ids)), np.nan)
-    for col, pid in enumerate(ids):
-        texts = sample_set.by_prompt[pid]
-        if len(texts) < MIN_SAMPLES:
-            continue
-        vecs = None
-        if vectors is not None:
-            if pid not in vectors:
-                label = sample_set.label
-                raise ValueError(f"no sentence vectors for prompt {pid} of {label}; embed every prompt's samples")
-            vecs = np.asarray(vectors[pid])
-        prompt = PromptSamples(texts, vecs, v, cache)
+    columns = [col for col, pid in enumerate(ids) if len(sample_set.by_prompt[pid]) >= MIN_SAMPLES]
+    # Measure by measure over a block of prompts rather than prompt by prompt: the same values,
+    # faster (the six release files: 7.6 s against 9.2 s, measured; blocks of 64 prompts gained
+    # nothing), while only one block's shared inputs (n-gram tables, classes) are held at once.
+    for start in range(0, len(columns), PROMPT_BLOCK):
+        block = columns[start : start + PROMPT_BLOCK]
+        prompts = [
+            PromptSamples(sample_set.by_prompt[ids[col]], _vectors_of(vectors, ids[col], sample_set), v, cache)
+            for col in block
+        ]
         for row, m in enumerate(chosen):
-            values[row, col] = m.per_prompt(prompt)
+            values[row, block] = [m.per_prompt(prompt) for prompt in prompts]
     per_prompt = {m.key: values[row] for row, m in enumerate(chosen)}
-    estimates = {key: mean_ci(vals[~np.isnan(vals)]) for key, vals in per_prompt.items()}
+    estimates = _means_with_intervals(per_prompt)
     firsts = [cache.word_ids(sample_set.by_prompt[pid][0]) for pid in ids]
     return MeasuresResult(
         label=sample_set.label,
@@ -463,6 +464,33 @@ def measure_set(
         vocab_size=v,
         vocab_size_known=vocab_size is not None,
     )
+
+
+def _vectors_of(vectors: Mapping[int, np.ndarray] | None, pid: int, sample_set: SampleSet) -> np.ndarray | None:
+    if vectors is None:
+        return None
+    if pid not in vectors:
+        raise ValueError(f"no sentence vectors for prompt {pid} of {sample_set.label}; embed every prompt's samples")
+    return np.asarray(vectors[pid])
+
+
+def _means_with_intervals(per_prompt: Mapping[str, np.ndarray]) -> dict[str, Estimate]:
+    """``stats.mean_ci`` of each series' values (NaN left out), the same numbers with fewer draws:
+    mean_ci draws its resampled prompt indices from a fixed seed, so series with as many values
+    share them; they are drawn once per count here instead of once per series."""
+    out: dict[str, Estimate] = {}
+    draws: dict[int, np.ndarray] = {}
+    for key, series in per_prompt.items():
+        x = series[~np.isnan(series)]
+        n = int(x.size)
+        if n < 2:
+            out[key] = mean_ci(x)
+            continue
+        if n not in draws:
+            draws[n] = np.random.default_rng(SEED).integers(0, n, size=(N_BOOT, n))
+        lo, hi = np.nanpercentile(x[draws[n]].mean(axis=1), [100 * _ALPHA / 2, 100 * (1 - _ALPHA / 2)])
+        out[key] = Estimate(float(x.mean()), float(lo), float(hi), n)
+    return out
 
 
 def vectors_by_prompt(sample_set: SampleSet, embedder: Embeds) -> dict[int, np.ndarray]:
