@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -66,11 +67,15 @@ def load() -> str:
     return f"load {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
 def timed(label: str, fn: Callable[[], T]) -> tuple[T, float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     result = fn()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    print(f"{label:<44} {wall:7.3f} s wall {cpu:7.3f} s cpu   ({load()})", flush=True)
+    print(f"{label:<44} {wall:7.3f} s wall {cpu:7.3f} s cpu  peak {peak_mb():5.0f} MB  ({load()})", flush=True)
     return result, wall, cpu
 
 

@@ -15,7 +15,9 @@ from lite_align.data import SampleSet
 from lite_align.metrics.lexical import diversity
 from lite_align.metrics.measures import (
     AGREEMENT_KEYS,
+    EMBEDDING_KEYS,
     MEASURES,
+    TEXT_KEYS,
     add_to_row,
     agreement_json,
     measure_set,
@@ -47,7 +49,7 @@ EXTRA_KEYS = (
     "semantic_entropy_embedding",
 )
 SET_KEYS = ("ead_across_prompts", "ead_vocab_size", "ead_vocab_size_known")
-EMBEDDING_KEYS = {
+NEEDS_VECTORS = {
     "vendi_embedding",
     "vendi_embedding_relative",
     "distinct_classes_embedding",
@@ -116,7 +118,7 @@ def test_the_block_has_every_key_shaped_as_a_diversity_row() -> None:
 def test_without_vectors_the_embedding_measures_are_absent_as_embedding_diversity_is() -> None:
     s, _ = _short()
     block = measures_json(s)
-    assert EMBEDDING_KEYS.isdisjoint(block) and EMBEDDING_KEYS.isdisjoint(block["ci"])
+    assert NEEDS_VECTORS.isdisjoint(block) and NEEDS_VECTORS.isdisjoint(block["ci"])
     assert set(CONTRACT_KEYS) - {"vendi_embedding"} <= set(block)
     assert block["ead_vocab_size"] == 32_000 and block["ead_vocab_size_known"] is False
     # a set with one answer per prompt (greedy) has no within-prompt figure, but EAD across prompts
@@ -212,11 +214,38 @@ def test_agreement_table_defaults_and_errors() -> None:
     assert table["keys"] == list(AGREEMENT_KEYS)  # every measure but the "/ n" variants
     assert not any(k.endswith("_relative") for k in table["keys"])
     without = agreement_json(measure_set(s))
-    assert without["keys"] == [k for k in AGREEMENT_KEYS if k not in EMBEDDING_KEYS]
+    assert without["keys"] == [k for k in AGREEMENT_KEYS if k not in NEEDS_VECTORS]
     with pytest.raises(KeyError, match="vendi_embedding not measured in graded"):
         agreement_json(measure_set(s), keys=["vendi_embedding"])
-    with pytest.raises(KeyError, match="no direction known for 'length_mean'"):
+    with pytest.raises(KeyError, match="no direction known for 'length_mean'; give it in directions"):
         agreement_json(result, {"length_mean": {0: 1.0}})
+    with pytest.raises(ValueError, match="distinct_classes is given twice"):
+        agreement_json(result, {"distinct_classes": {0: 1.0}})
+
+
+def test_measures_computed_apart_give_the_same_table() -> None:
+    """The text measures and the embedding measures in two results (two registry families, the
+    second only with an encoder): the same figures, and the same agreement table, as one result."""
+    s, vectors = _graded()
+    assert set(TEXT_KEYS) | set(EMBEDDING_KEYS) == {m.key for m in MEASURES}
+    assert set(EMBEDDING_KEYS) == NEEDS_VECTORS and not set(TEXT_KEYS) & set(EMBEDDING_KEYS)
+    whole = measure_set(s, vectors=vectors)
+    text = measure_set(s, keys=TEXT_KEYS)
+    emb = measure_set(s, vectors=vectors, keys=EMBEDDING_KEYS)
+    for part in (text, emb):
+        for key in part.keys:
+            np.testing.assert_array_equal(part.per_prompt[key], whole.per_prompt[key])
+            np.testing.assert_equal(part.estimates[key].as_dict(), whole.estimates[key].as_dict())
+    together = agreement_json(whole, keys=["distinct_classes", "vendi_embedding"])
+    apart = agreement_json(
+        text, {"vendi_embedding": per_prompt_by_id(emb)["vendi_embedding"]}, keys=["distinct_classes"]
+    )
+    assert apart == together
+    # a series of another registry, with its direction given
+    flipped = agreement_json(
+        text, {"spread": {0: 3.0, 1: 2.0, 2: 1.0}}, keys=["distinct_classes"], directions={"spread": False}
+    )
+    assert flipped["rho"][0][1] == 1.0
 
 
 # -------------------------------------------------------------------------------------------------

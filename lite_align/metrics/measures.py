@@ -55,10 +55,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AGREEMENT_KEYS",
+    "EMBEDDING_KEYS",
     "MEASURES",
     "MIN_SAMPLES",
     "NEEDS",
     "PAPER_DIRECTIONS",
+    "TEXT_KEYS",
     "Measure",
     "MeasuresResult",
     "PromptSamples",
@@ -568,6 +570,11 @@ def add_to_row(row: dict[str, Any], block: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+# The measures by what they need: the embedding ones only with sentence vectors (a registry family
+# that needs the encoder), the others from the texts alone.
+EMBEDDING_KEYS: tuple[str, ...] = tuple(m.key for m in MEASURES if "embeddings" in m.needs)
+TEXT_KEYS: tuple[str, ...] = tuple(m.key for m in MEASURES if "embeddings" not in m.needs)
+
 # The paper's per-prompt diversity measures that go into the agreement table beside ours, with
 # their directions (a higher within-prompt Jaccard means more alike, i.e. less diverse). Length and
 # the rates are not diversity measures and stay out.
@@ -602,18 +609,23 @@ def paper_series(
 
 def agreement_json(
     result: MeasuresResult,
-    paper: Mapping[str, Mapping[int, float]] | None = None,
+    others: Mapping[str, Mapping[int, float]] | None = None,
     *,
     keys: Iterable[str] | None = None,
+    directions: Mapping[str, bool] | None = None,
 ) -> dict[str, Any]:
     """The metric agreement table of one sample set, JSON-ready: Spearman's rho over prompts
     between every pair of measures, oriented so that + means "rank the prompts' diversity alike".
 
-    ``keys``: which of the result's measures (default: those of ``AGREEMENT_KEYS`` it holds);
-    ``paper``: further per-prompt measures by prompt id (``paper_series``), whose directions are in
-    ``PAPER_DIRECTIONS``. Returns ``keys`` (row and column order), ``rho`` (a symmetric matrix,
-    null where undefined: fewer than 3 prompts with both values, or a constant measure), ``n``
-    (the prompts each rho rests on), ``n_prompts`` (the set's prompts) and ``oriented`` (true).
+    ``keys``: which of the result's measures (default: those of ``AGREEMENT_KEYS`` it holds).
+    ``others``: further per-prompt series, key -> prompt id -> value: the paper's measures
+    (``paper_series``), or measures of this module computed apart (``per_prompt_by_id`` of another
+    result over the same set). Their directions (True: higher = more diverse) come from
+    ``directions``, else ``PAPER_DIRECTIONS``, else this module's registry.
+
+    Returns ``keys`` (row and column order), ``rho`` (a symmetric matrix, null where undefined:
+    fewer than 3 prompts with both values, or a constant measure), ``n`` (the prompts each rho
+    rests on), ``n_prompts`` (the set's prompts) and ``oriented`` (true).
 
     >>> a, b, c = "one two three four five six", "seven eight nine ten eleven twelve", "red blue green"
     >>> s = SampleSet("t", {0: (a, a, a), 1: (a, a, b), 2: (a, b, c), 3: (a,)})
@@ -625,12 +637,15 @@ def agreement_json(
     missing = [k for k in chosen if k not in result.keys]
     if missing:
         raise KeyError(f"{', '.join(missing)} not measured in {result.label}; measured: {', '.join(result.keys)}")
+    known = {m.key: m.higher_is_more_diverse for m in MEASURES} | PAPER_DIRECTIONS | dict(directions or {})
     series: dict[str, tuple[np.ndarray, bool]] = {}
-    for key, by_id in (paper or {}).items():
-        if key not in PAPER_DIRECTIONS:
-            raise KeyError(f"no direction known for {key!r}; known: {', '.join(PAPER_DIRECTIONS)}")
+    for key, by_id in (others or {}).items():
+        if key in chosen:
+            raise ValueError(f"{key} is given twice: measured in {result.label} and among the other series")
+        if key not in known:
+            raise KeyError(f"no direction known for {key!r}; give it in directions")
         values = np.array([by_id.get(pid, np.nan) for pid in result.prompt_ids], dtype=np.float64)
-        series[key] = (values, PAPER_DIRECTIONS[key])
+        series[key] = (values, known[key])
     table = measure_agreement(result, series, keys=chosen)
     return {**table.to_json(), "n_prompts": len(result.prompt_ids)}
 
