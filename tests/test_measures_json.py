@@ -48,7 +48,6 @@ EXTRA_KEYS = (
     "distinct_classes_embedding",
     "semantic_entropy_embedding",
 )
-SET_KEYS = ("ead_across_prompts", "ead_vocab_size", "ead_vocab_size_known")
 NEEDS_VECTORS = {
     "vendi_embedding",
     "vendi_embedding_relative",
@@ -84,9 +83,10 @@ def test_the_block_has_every_key_shaped_as_a_diversity_row() -> None:
     s, vectors = _short()
     block = measures_json(s, vectors=vectors, vocab_size=262_144)
     measure_keys = [m.key for m in MEASURES]
-    assert list(block) == [*measure_keys, "ci", *SET_KEYS]
+    assert list(block) == [*measure_keys, "ead_across_prompts", "ci", "ead_vocab_size", "ead_vocab_size_known"]
     assert set(measure_keys) == set(CONTRACT_KEYS) | set(EXTRA_KEYS)
-    assert list(block["ci"]) == measure_keys
+    assert list(block["ci"]) == [*measure_keys, "ead_across_prompts"]
+    assert block["ci"]["ead_across_prompts"] == [None, None]  # one figure per set: no interval
     for key in measure_keys:  # as today's rows: a number (or null), and [lo, hi] under ci
         assert block[key] is None or type(block[key]) is float
         lo, hi = block["ci"][key]
@@ -123,7 +123,7 @@ def test_without_vectors_the_embedding_measures_are_absent_as_embedding_diversit
     assert block["ead_vocab_size"] == 32_000 and block["ead_vocab_size_known"] is False
     # a set with one answer per prompt (greedy) has no within-prompt figure, but EAD across prompts
     greedy = measures_json(SampleSet("greedy", {0: ("Yes.",), 1: ("No, never.",)}))
-    assert all(greedy[k] is None and greedy["ci"][k] == [None, None] for k in greedy["ci"])
+    assert all(greedy[k] is None and greedy["ci"][k] == [None, None] for k in greedy["ci"] if k != "ead_across_prompts")
     assert greedy["ead_across_prompts"] is not None and greedy["ead_across_prompts"] > 0
 
 

@@ -386,13 +386,24 @@ class MeasuresResult:
     vocab_size: int = DEFAULT_VOCAB_SIZE
     vocab_size_known: bool = False
 
+    def figures(self) -> dict[str, Estimate]:
+        """Every figure of the set, in ``--json`` order: each measure's estimate, then EAD across
+        prompts (one figure over the prompts' first samples: no interval, ``n`` = the prompts)."""
+        across = Estimate(self.ead_across_prompts, float("nan"), float("nan"), len(self.prompt_ids))
+        return {**{key: self.estimates[key] for key in self.keys}, "ead_across_prompts": across}
+
+    def extras(self) -> dict[str, Any]:
+        """What the row says beside the figures: the vocabulary size EAD used, and whether it is
+        the generating model's (False: ``DEFAULT_VOCAB_SIZE``)."""
+        return {"ead_vocab_size": self.vocab_size, "ead_vocab_size_known": self.vocab_size_known}
+
     def to_json(self) -> dict[str, Any]:
-        """Each measure's mean under its key, intervals under ``ci``, EAD across prompts and V."""
-        out: dict[str, Any] = {key: _number(self.estimates[key].mean) for key in self.keys}
-        out["ci"] = {key: [_number(self.estimates[key].lo), _number(self.estimates[key].hi)] for key in self.keys}
-        out["ead_across_prompts"] = _number(self.ead_across_prompts)
-        out["ead_vocab_size"] = self.vocab_size
-        out["ead_vocab_size_known"] = self.vocab_size_known
+        """Each figure's mean under its key and its interval under ``ci`` (as every diversity row
+        gives them; EAD across prompts has none: [null, null]), then ``extras``."""
+        figures = self.figures()
+        out: dict[str, Any] = {key: _number(e.mean) for key, e in figures.items()}
+        out["ci"] = {key: [_number(e.lo), _number(e.hi)] for key, e in figures.items()}
+        out.update(self.extras())
         return out
 
 
@@ -540,9 +551,10 @@ def measures_json(
     text_cache: TextCache | None = None,
 ) -> dict[str, Any]:
     """One sample set's block for ``diversity --json`` / ``run --json``, shaped as the rows are
-    today: every measure's mean over prompts under its key (null when no prompt has a value), its
-    95% interval under ``ci`` ([lo, hi], null where undefined), then ``ead_across_prompts``,
-    ``ead_vocab_size`` and ``ead_vocab_size_known``. The embedding measures are there only with
+    today: every measure's mean over prompts under its key (null when no prompt has a value), then
+    ``ead_across_prompts``; their 95% intervals under ``ci`` ([lo, hi], null where undefined; EAD
+    across prompts has none); then ``ead_vocab_size`` and ``ead_vocab_size_known``. The embedding
+    measures are there only with
     ``embedder`` or ``vectors``, as ``embedding_diversity`` is. Merge it into a row with
     ``add_to_row``; ``measure_set(...).to_json()`` gives the same when the result is needed too.
 
