@@ -115,6 +115,21 @@ def test_the_block_has_every_key_shaped_as_a_diversity_row() -> None:
     assert block["ead_vocab_size"] == v and block["ead_vocab_size_known"] is True
 
 
+def test_figures_and_extras_are_the_blocks_parts() -> None:
+    """What a registry family returns: an estimate per figure (EAD across prompts without an
+    interval, n = prompts) and the vocabulary beside them."""
+    s, vectors = _short()
+    result = measure_set(s, vectors=vectors)
+    figures = result.figures()
+    assert list(figures) == [*result.keys, "ead_across_prompts"]
+    across = figures["ead_across_prompts"]
+    assert across.mean == result.ead_across_prompts and across.n == 3
+    assert math.isnan(across.lo) and math.isnan(across.hi)
+    assert result.extras() == {"ead_vocab_size": 32_000, "ead_vocab_size_known": False}
+    block = result.to_json()
+    assert {k: block[k] for k in figures} == {k: (None if math.isnan(e.mean) else e.mean) for k, e in figures.items()}
+
+
 def test_without_vectors_the_embedding_measures_are_absent_as_embedding_diversity_is() -> None:
     s, _ = _short()
     block = measures_json(s)
