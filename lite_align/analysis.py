@@ -95,6 +95,19 @@ def agreement_json(per_prompt: Mapping[str, Mapping[int, float]], prompt_ids: Se
     return {**table.to_json(), "n_prompts": len(prompt_ids)}
 
 
+def recorded_vocab_sizes(results: Mapping[str, Any] | None) -> dict[str, int]:
+    """Set name -> the vocabulary size EAD used in recorded results (a run's results.json), where it
+    was the generating model's (``ead_vocab_size_known``): what ``replay`` and ``compare`` reuse,
+    since the model file need not be at hand."""
+    rows = (results or {}).get("diversity")
+    out: dict[str, int] = {}
+    for name, row in (rows or {}).items() if isinstance(rows, Mapping) else ():
+        size = row.get("ead_vocab_size") if isinstance(row, Mapping) else None
+        if row.get("ead_vocab_size_known") is True and isinstance(size, int) and not isinstance(size, bool):
+            out[str(name)] = size
+    return out
+
+
 def diversity_table(
     sets: Mapping[str, SampleSet],
     embedder: Any | None,

@@ -12,7 +12,8 @@
 
 The measures themselves live in ``metrics.measures`` (one pure function per measure over a
 prompt's samples); this file only says how the registry shows them. Being registered after the
-paper's families (imported first here, whatever the order of the package's import lines), their keys come after today's keys in every ``--json`` row, intervals under ``ci``.
+paper's families (imported first here, whatever the order of the package's import lines), their
+keys come after today's keys in every ``--json`` row, intervals under ``ci``.
 
     >>> from lite_align.data import SampleSet
     >>> s = SampleSet("toy", {0: ("Yes.", "Yes.", "No."), 1: ("A cat sat.", "A dog ran.", "Birds fly.")})
