@@ -41,6 +41,7 @@ from lite_align.data import SampleSet
 from lite_align.metrics.agreement import AgreementTable, agreement_table
 from lite_align.metrics.compression import compression_ratio
 from lite_align.metrics.ead import DEFAULT_VOCAB_SIZE, EAD_ORDERS, ead_across_prompts_ids, ead_from_table
+from lite_align.metrics.embedding import mean_pairwise_cosine_distance
 from lite_align.metrics.ngrams import NgramTable, Vocabulary, ngram_table_ids
 from lite_align.metrics.novelty import class_count, partition_embedding, partition_rouge1, semantic_entropy
 from lite_align.metrics.repetition import ngram_diversity_ids, self_repetition_ids
@@ -607,8 +608,6 @@ def paper_series(
     left out): word-bag Jaccard and distinct prefixes from a ``lexical.diversity`` result, and the
     embedding diversity (mean pairwise cosine distance) from the sentence vectors ``measure_set``
     used, so that no text is embedded twice."""
-    from lite_align.metrics.embedding import mean_pairwise_cosine_distance
-
     out: dict[str, dict[int, float]] = {}
     if lexical is not None:
         for key in ("jaccard_within", "distinct_prefix_fraction"):

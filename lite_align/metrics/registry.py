@@ -58,7 +58,9 @@ What each field decides:
   read back as figures).
 - The JSON layout of a diversity row: the first family registered (the paper's lexical measures)
   is written before the row's counts; every later family's means after them, in registration
-  order, and all intervals under ``ci``. So registering a metric adds keys and never moves one.
+  order, and all intervals under ``ci``; the row closes with its metric agreement table
+  (``agreement``, drawn from every measure with a direction). So registering a metric adds keys
+  and never moves one.
 """
 
 from __future__ import annotations
