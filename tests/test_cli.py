@@ -142,7 +142,7 @@ def test_every_report_format_shows_the_field_measures_and_the_agreement(
 ) -> None:
     _, out = tiny_run
     doc = json.loads(_ok(run_cli("report", str(out), "--format", "json", "--out", "-")).stdout)
-    row = doc["diversity"]["base"]
+    row = doc["results"]["diversity"]["base"]
     figure = f"{row['self_bleu']:.3f}"
     lo, hi = (f"{v:.3f}" for v in row["ci"]["self_bleu"])
     terminal = _ok(run_cli("report", str(out), env={"COLUMNS": "200"})).stdout
