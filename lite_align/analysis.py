@@ -13,11 +13,12 @@ directory read back from disk, and the paper's released outputs.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .conditions import GREEDY_SUFFIX, TEACHER, is_greedy, is_teacher
 from .data import SampleSet
+from .metrics.agreement import agreement_table
 from .metrics.cross import cross_similarity
 from .metrics.registry import Inputs, families
 from .metrics.registry import metrics as registered_metrics
@@ -40,37 +41,83 @@ def max_samples(ss: SampleSet) -> int:
 
 
 def diversity_rows(
-    sets: Mapping[str, SampleSet], embedder: Any | None, *, require_pairs: bool = True
+    sets: Mapping[str, SampleSet],
+    embedder: Any | None,
+    *,
+    require_pairs: bool = True,
+    vocab_sizes: Mapping[str, int | None] | None = None,
 ) -> dict[str, DiversityRow]:
     """Within-prompt figures of every set, from every registered metric family the inputs allow
-    (the encoder's only with ``embedder``). In a run: only sets with at least two samples per
-    prompt (greedy conditions have none to compare)."""
-    inputs = Inputs(embedder=embedder)
-    fams = [f for f in families() if f.available(inputs)]
+    (the encoder's only with ``embedder``), and the set's metric agreement table (``agreement``).
+    In a run: only sets with at least two samples per prompt (greedy conditions have none to
+    compare). ``vocab_sizes``: set name -> the generating model's vocabulary size (EAD), where known."""
     out: dict[str, DiversityRow] = {}
     for name, ss in sets.items():
         if require_pairs and max_samples(ss) < 2:
             continue
-        values = [f.compute(ss, inputs).estimates for f in fams]
+        inputs = Inputs(embedder=embedder, vocab_size=(vocab_sizes or {}).get(name))
+        fams = [f for f in families() if f.available(inputs)]
+        values = [f.compute(ss, inputs) for f in fams]
         ids = [pid for pid in ss.prompt_ids() if ss.by_prompt[pid]]
+        tail_layout: list[str] = []
+        extra: dict[str, Any] = {}
+        for v in values[1:]:
+            tail_layout += [*v.estimates, *v.extra]
+            extra.update(v.extra)
+        per_prompt = {k: p for v in values for k, p in v.per_prompt.items()}
+        extra["agreement"] = agreement_json(per_prompt, ids)
+        tail_layout.append("agreement")
         out[name] = DiversityRow.build(
             ss.label,
-            values[0] if values else {},
-            {k: e for v in values[1:] for k, e in v.items()},
+            values[0].estimates if values else {},
+            {k: e for v in values[1:] for k, e in v.estimates.items()},
             n_prompts=len(ids),
             n_failed=ss.n_failed,
             n_responses=sum(len(ss.by_prompt[pid]) for pid in ids),
             n_duplicates=ss.n_duplicates,
             failed_reasons=ss.failed_reasons,
+            extra=extra,
+            tail_layout=tail_layout,
         )
     return out
 
 
+def agreement_json(per_prompt: Mapping[str, Mapping[int, float]], prompt_ids: Sequence[int]) -> dict[str, Any]:
+    """The metric agreement table of one sample set: Spearman's rho over its prompts between every
+    pair of registered measures that have a direction, take part (``Metric.agreement``) and have
+    per-prompt values, in report order; oriented so that + means "the two rank the prompts'
+    diversity alike". ``keys`` (row and column order), ``rho`` (null where undefined: fewer than 3
+    prompts with both values, or a constant measure), ``n`` (the prompts each rho rests on),
+    ``oriented`` (true) and ``n_prompts``."""
+    chosen = [m for m in registered_metrics() if m.direction and m.agreement and per_prompt.get(m.key)]
+    series = {m.key: [per_prompt[m.key].get(pid, math.nan) for pid in prompt_ids] for m in chosen}
+    table = agreement_table(series, {m.key: m.direction > 0 for m in chosen})
+    return {**table.to_json(), "n_prompts": len(prompt_ids)}
+
+
+def recorded_vocab_sizes(results: Mapping[str, Any] | None) -> dict[str, int]:
+    """Set name -> the vocabulary size EAD used in recorded results (a run's results.json), where it
+    was the generating model's (``ead_vocab_size_known``): what ``replay`` and ``compare`` reuse,
+    since the model file need not be at hand."""
+    rows = (results or {}).get("diversity")
+    out: dict[str, int] = {}
+    for name, row in (rows or {}).items() if isinstance(rows, Mapping) else ():
+        size = row.get("ead_vocab_size") if isinstance(row, Mapping) else None
+        if row.get("ead_vocab_size_known") is True and isinstance(size, int) and not isinstance(size, bool):
+            out[str(name)] = size
+    return out
+
+
 def diversity_table(
-    sets: Mapping[str, SampleSet], embedder: Any | None, *, require_pairs: bool = True
+    sets: Mapping[str, SampleSet],
+    embedder: Any | None,
+    *,
+    require_pairs: bool = True,
+    vocab_sizes: Mapping[str, int | None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """``diversity_rows`` as the --json documents hold them."""
-    return {name: row.to_json() for name, row in diversity_rows(sets, embedder, require_pairs=require_pairs).items()}
+    rows = diversity_rows(sets, embedder, require_pairs=require_pairs, vocab_sizes=vocab_sizes)
+    return {name: row.to_json() for name, row in rows.items()}
 
 
 def similarities(embedder: Any | None) -> list[Any]:
@@ -189,10 +236,15 @@ def _as_json(row: DiversityRow | Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def analyse(
-    sets: Mapping[str, SampleSet], *, embedder: Any | None = None, prompts: Mapping[int, str] | None = None
+    sets: Mapping[str, SampleSet],
+    *,
+    embedder: Any | None = None,
+    prompts: Mapping[int, str] | None = None,
+    vocab_sizes: Mapping[str, int | None] | None = None,
 ) -> Results:
-    """Everything the report shows for a run's conditions (names as in conditions.py)."""
-    diversity = diversity_rows(sets, embedder)
+    """Everything the report shows for a run's conditions (names as in conditions.py);
+    ``vocab_sizes``: condition -> its model's vocabulary size, where known (``vocab_sizes_of``)."""
+    diversity = diversity_rows(sets, embedder, vocab_sizes=vocab_sizes)
     recover = None
     layout = ["diversity"]
     if TEACHER in sets:

@@ -50,14 +50,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .analysis import analyse
+from .analysis import analyse, recorded_vocab_sizes
 from .compare import PAPER_SAMPLES, ordered_sets, read_released, released_dirs
 from .conditions import TEACHER
 from .errors import ConfigError, LiteAlignError
 from .explain import DERIVED_PARTS, ENCODER_PARTS, JUDGE_PARTS, explain, part_is
 from .jsonio import loads as json_loads
 from .loaders import load_embedder
-from .metrics.registry import is_embedding_metric, metrics, similarities, similarity
+from .metrics.registry import families, is_embedding_metric, metrics, similarities, similarity
 from .paths import prompts_dir
 from .prompts import load_prompt_texts
 from .readers import read_samples
@@ -692,6 +692,8 @@ def needs_encoder(keys: tuple[str, ...]) -> bool:
     """Whether the figure at ``keys`` in a results document comes from the sentence encoder, as the
     metric registry and the explain module declare it: a registered metric or similarity that
     needs it, a verdict or finding drawn from such figures, an explain part computed from it."""
+    if len(keys) >= 3 and keys[0] == "diversity" and keys[2] == "agreement":  # drawn from every measure
+        return any(f.needs_encoder for f in families())
     if len(keys) >= 3 and keys[0] == "diversity":
         key = keys[3] if len(keys) == 4 and keys[2] == "ci" else keys[2]
         return len(keys) in (3, 4) and is_embedding_metric(key)
@@ -799,7 +801,8 @@ def _replay_run(root: Path, entry: Mapping[str, Any], embedder: Any, lexical_onl
     conditions = (manifest.get("settings") or {}).get("conditions") or list(found)
     sets = {c: found[c] for c in conditions if c in found}
     prompts: dict[int, str] = next((dict(s.prompts) for s in sets.values() if s.prompts), {})
-    results = analyse(sets, embedder=embedder, prompts=prompts).to_json()
+    vocab = recorded_vocab_sizes(bundled)  # EAD with the vocabulary size the run used
+    results = analyse(sets, embedder=embedder, prompts=prompts, vocab_sizes=vocab).to_json()
     notes = []
     judged = False
     if "explain" in bundled:

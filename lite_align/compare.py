@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import analyse, diversity_table, max_samples, recover_table
+from .analysis import analyse, diversity_table, max_samples, recorded_vocab_sizes, recover_table
 from .conditions import GREEDY_SUFFIX, TEACHER, is_teacher, order_rank
 from .data import SampleSet
 from .errors import ConfigError, LiteAlignError, PromptFileError, RunDirError
@@ -268,11 +268,12 @@ def match_prompts(a: ReportInput, b: ReportInput) -> tuple[list[tuple[int, int]]
     )
 
 
-def _per_prompt_diversity(ss: SampleSet) -> dict[str, Mapping[int, float]]:
+def _per_prompt_diversity(ss: SampleSet, vocab_size: int | None = None) -> dict[str, Mapping[int, float]]:
     """Every comparable registered measure's value per prompt id, from the families that need no
-    encoder (metrics.registry; the lexical family gives rates as shares of the prompt's answers)."""
+    encoder (metrics.registry; the lexical family gives rates as shares of the prompt's answers).
+    ``vocab_size``: the generating model's, as the run recorded it (EAD), where known."""
     out: dict[str, Mapping[int, float]] = {}
-    inputs = Inputs()
+    inputs = Inputs(vocab_size=vocab_size)
     for family in families():
         if not family.available(inputs):
             continue
@@ -388,11 +389,13 @@ def compare_runs(a: ReportInput, b: ReportInput) -> dict[str, Any]:
     if not shared:
         raise RunDirError(f"{a.path} and {b.path} share no condition (A: {', '.join(a.sets)}; B: {', '.join(b.sets)})")
     sims = [s.make(None, {}) for s in similarities() if not s.needs_encoder]
+    vocab_a, vocab_b = recorded_vocab_sizes(a.results), recorded_vocab_sizes(b.results)
     conditions: dict[str, Any] = {}
     for cond in shared:
         row: dict[str, Any] = {}
         if max_samples(a.sets[cond]) >= 2 and max_samples(b.sets[cond]) >= 2:  # greedy: nothing within a prompt
-            div_a, div_b = _per_prompt_diversity(a.sets[cond]), _per_prompt_diversity(b.sets[cond])
+            div_a = _per_prompt_diversity(a.sets[cond], vocab_a.get(cond))
+            div_b = _per_prompt_diversity(b.sets[cond], vocab_b.get(cond))
             row["diversity"] = {k: _paired(div_a[k], div_b[k], pairs) for k in div_a}
         if not is_teacher(cond):
             recs = {sim.name: _recover_pair(a, b, cond, pairs, sim) for sim in sims}

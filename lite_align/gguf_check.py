@@ -130,6 +130,9 @@ _STRING, _ARRAY = 8, 9
 # Metadata whose values we keep; everything else is only skipped over.
 _WANTED_SUFFIXES = (".context_length", ".block_count")
 _WANTED = {"general.architecture", "general.name", "general.alignment", "general.file_type", "tokenizer.chat_template"}
+# The one array whose length is kept: the token list's length is the model's vocabulary size
+# (what llama.cpp's n_vocab reports), read without reading the tokens themselves.
+_TOKENS = "tokenizer.ggml.tokens"
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,7 @@ class GGUFInfo:
     file_type: str | None  # e.g. "Q4_K_M", None when the file does not say
     data_offset: int  # where the tensor data section starts
     block_count: int | None = None  # <architecture>.block_count: the model's layers
+    vocab_size: int | None = None  # entries of tokenizer.ggml.tokens, None when the file has no token list
 
 
 class _Reader:
@@ -199,7 +203,8 @@ def _corrupt(path: Path, why: str) -> ModelFileError:
 
 
 def _read_value(r: _Reader, vtype: int, key: str, keep: bool) -> object:
-    """Read (keep=True) or skip one metadata value of type ``vtype``."""
+    """Read (keep=True) or skip one metadata value of type ``vtype``. Arrays are always skipped;
+    of the token list (an array of strings), ``keep`` returns its length."""
     what = f"metadata value {key!r}"
     if vtype in _SCALARS:
         return r.scalar(_SCALARS[vtype], what)
@@ -219,7 +224,7 @@ def _read_value(r: _Reader, vtype: int, key: str, keep: bool) -> object:
             r.need(count * 8, what)  # every string has at least its length field
             for _ in range(count):
                 r.skip_string(what)
-            return None
+            return count if keep and key == _TOKENS else None
         raise _corrupt(r.path, f"metadata {key!r} is an array of unknown type {item_type}")
     raise _corrupt(r.path, f"metadata {key!r} has unknown type {vtype}")
 
@@ -278,7 +283,7 @@ def _parse(r: _Reader, size: int) -> GGUFInfo:
     for _ in range(n_kv):
         key = r.string("metadata key").decode("utf-8", errors="replace")
         vtype = r.u32(f"metadata {key!r}")
-        keep = key in _WANTED or key.endswith(_WANTED_SUFFIXES)
+        keep = key in _WANTED or key == _TOKENS or key.endswith(_WANTED_SUFFIXES)
         value = _read_value(r, vtype, key, keep)
         if keep:
             meta[key] = value
@@ -325,6 +330,7 @@ def _parse(r: _Reader, size: int) -> GGUFInfo:
     file_type = meta.get("general.file_type")
     template = meta.get("tokenizer.chat_template")
     name_value = meta.get("general.name")
+    n_tokens = meta.get(_TOKENS)
     return GGUFInfo(
         path=path,
         size=size,
@@ -338,7 +344,16 @@ def _parse(r: _Reader, size: int) -> GGUFInfo:
         file_type=FILE_TYPES.get(file_type, f"type {file_type}") if isinstance(file_type, int) else None,
         data_offset=data_offset,
         block_count=int(blocks) if isinstance(blocks, int) else None,
+        vocab_size=n_tokens if isinstance(n_tokens, int) and n_tokens > 0 else None,
     )
+
+
+def gguf_vocab_size(path: str | Path) -> int | None:
+    """The vocabulary size of the model in a GGUF file (its token list's length), from the header
+    alone: the weights are neither loaded nor read (0.15 s for Gemma-3's 262,144 tokens). None when
+    the file holds no token list; a file that is not a sound GGUF raises ModelFileError as
+    ``inspect_gguf`` does."""
+    return inspect_gguf(path).vocab_size
 
 
 def default_hash_cache() -> Path:

@@ -34,6 +34,7 @@ from .markdown_report import (
     Figure,
     FigureTable,
     Note,
+    agreement_tables,
     diversity_measures,
     diversity_table,
     dropped_lines,
@@ -342,6 +343,14 @@ def _diversity_html(diversity: Mapping[str, DiversityRow], colours: Mapping[str,
     )
 
 
+def _agreement_html(diversity: Mapping[str, DiversityRow]) -> str:
+    tables = agreement_tables(diversity)
+    if not tables:
+        return ""
+    body = "".join(f"<h3>{_esc(t.title)}</h3><p>{_esc(t.note)}</p>{_table_html(t)}" for t in tables)
+    return f'<section aria-labelledby="agr-h"><h2 id="agr-h">Metric agreement</h2>{body}</section>'
+
+
 def _recover_html(recover: Mapping[str, RecoverRow], reference: str, colours: Mapping[str, tuple[str, bool]]) -> str:
     figures = []
     for key in similarity_keys(recover):
@@ -609,6 +618,10 @@ def render_html(
     if results.diversity:
         sections.append(_diversity_html(results.diversity, colours))
         nav.append(("#div-h", "Diversity"))
+        agreement = _agreement_html(results.diversity)
+        if agreement:
+            sections.append(agreement)
+            nav.append(("#agr-h", "Metric agreement"))
     if results.recover:
         sections.append(_recover_html(results.recover, teacher or "the reference", colours))
         nav.append(("#rec-h", "Recoverability"))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .data import failure_text
-from .metrics.registry import metric, metrics, similarities, similarity
+from .metrics.registry import is_extra_key, metric, metrics, similarities, similarity
 from .results import COUNT_KEYS as RESULT_COUNTS
 from .results import DiversityRow, RecoverRow, Results
 
@@ -31,6 +31,7 @@ __all__ = [
     "Figure",
     "FigureTable",
     "Note",
+    "agreement_tables",
     "diversity_measures",
     "diversity_table",
     "dropped_lines",
@@ -291,7 +292,7 @@ def diversity_measures(diversity: Mapping[str, DiversityRow | Mapping[str, Any]]
     present: list[str] = []
     for row in diversity.values():
         for key, value in row.items():
-            if key not in present and key not in COUNT_KEYS and _is_figure(key, value):
+            if key not in present and key not in COUNT_KEYS and _is_figure(key, value) and not is_extra_key(key):
                 present.append(key)
     for row in diversity.values():  # a measure that is null everywhere is still a measure
         for key in row.get("ci", {}) if isinstance(row.get("ci"), Mapping) else ():
@@ -327,6 +328,9 @@ def diversity_table(diversity: Mapping[str, DiversityRow | Mapping[str, Any]]) -
         cells += [_figure(row, key) for key in measures]
         rows.append((name, tuple(cells)))
     notes = [f"{measure_label(k)}: {measure_reading(k)}" for k in measures if measure_reading(k)]
+    vocab = vocab_note(diversity)
+    if vocab:
+        notes.append(vocab)
     return FigureTable(
         title="Diversity",
         row_label="condition",
@@ -336,6 +340,47 @@ def diversity_table(diversity: Mapping[str, DiversityRow | Mapping[str, Any]]) -
         + "; ".join(notes)
         + ".",
     )
+
+
+def vocab_note(diversity: Mapping[str, DiversityRow | Mapping[str, Any]]) -> str:
+    """Which vocabulary size EAD used per set ("" when no row has EAD): the generating model's
+    where known, else the stated default."""
+    parts = []
+    for name, row in rows_json(diversity).items():
+        size = row.get("ead_vocab_size")
+        if isinstance(size, int) and not isinstance(size, bool):
+            known = row.get("ead_vocab_size_known") is True
+            parts.append(f"{name} {size}{'' if known else ' (default: the model is unknown)'}")
+    return ("EAD's vocabulary size: " + ", ".join(parts)) if parts else ""
+
+
+def agreement_tables(diversity: Mapping[str, DiversityRow | Mapping[str, Any]]) -> list[FigureTable]:
+    """Each set's metric agreement table (its row's ``agreement``): Spearman's rho over prompts
+    between every pair of measures, oriented so that + means they rank the prompts' diversity
+    alike; the columns are numbered as the rows."""
+    out = []
+    for name, row in rows_json(diversity).items():
+        table = row.get("agreement")
+        if not isinstance(table, Mapping) or not table.get("keys"):
+            continue
+        keys = [str(k) for k in table["keys"]]
+        rho = table.get("rho") or []
+        rows = []
+        for i, key in enumerate(keys):
+            cells = tuple(Figure(_number(v), None, 2) for v in (rho[i] if i < len(rho) else []))
+            rows.append((f"{i + 1}. {measure_label(key)}", cells))
+        out.append(
+            FigureTable(
+                title=f"Metric agreement: {name}",
+                row_label="measure",
+                columns=tuple(str(i + 1) for i in range(len(keys))),
+                rows=tuple(rows),
+                note=f"Spearman's rho over the {table.get('n_prompts', '?')} prompts of {name} between every pair of "
+                "measures, each turned so that higher = more diverse: + means the two rank the prompts' "
+                "diversity alike, – (a dash) undefined (fewer than 3 prompts with both, or a constant measure).",
+            )
+        )
+    return out
 
 
 def similarity_keys(recover: Mapping[str, RecoverRow | Mapping[str, Any]]) -> list[str]:
@@ -601,6 +646,11 @@ def render_markdown(
         table = diversity_table(results.diversity)
         out += ["## Diversity", "", table.note, "", markdown_table(table), ""]
         out += _bullets(dropped_lines(results.diversity))
+        agreement = agreement_tables(results.diversity)
+        if agreement:
+            out += ["## Metric agreement", ""]
+            for agreed in agreement:
+                out += [f"**{_md_cell(agreed.title)}**", "", agreed.note, "", markdown_table(agreed), ""]
     if results.recover:
         table = recover_table(results.recover, reference)
         out += [f"## {table.title}", "", table.note, "", markdown_table(table), ""]

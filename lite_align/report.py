@@ -125,6 +125,9 @@ def diversity_panel(name: str, row: DiversityRow | Mapping[str, Any]) -> Panel:
         sub += f" · {prompts_text(row['n_failed'])} dropped (failed)"
     if row.get("n_duplicates"):
         sub += f" · {row['n_duplicates']} repeated lines read once"
+    if isinstance(row.get("ead_vocab_size"), int):
+        default = "" if row.get("ead_vocab_size_known") is True else " (default)"
+        sub += f" · EAD vocabulary {row['ead_vocab_size']}{default}"
     return Panel(t, title=f"[bold]{short_label(name)}[/bold]", subtitle=sub, expand=False)
 
 

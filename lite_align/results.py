@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lite_align.metrics.registry import metric
+from lite_align.metrics.registry import is_extra_key, metric
 from lite_align.stats import Estimate
 
 __all__ = ["COUNT_KEYS", "DiversityRow", "RecoverRow", "Results", "number"]
@@ -34,6 +34,8 @@ def number(x: float) -> float | None:
 
 
 def _is_figure(key: str, value: Any) -> bool:
+    if is_extra_key(key):
+        return False
     if metric(key) is not None:
         return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
     return not isinstance(value, bool) and isinstance(value, (int, float))
@@ -74,11 +76,15 @@ class DiversityRow:
         n_responses: int,
         n_duplicates: int,
         failed_reasons: Mapping[str, int],
+        extra: Mapping[str, Any] | None = None,
+        tail_layout: Iterable[str] | None = None,
     ) -> DiversityRow:
-        """A row from estimates: ``head`` (the first family) before the counts, ``tail`` after."""
+        """A row from estimates: ``head`` (the first family) before the counts, ``tail`` after;
+        ``extra``: keys beside the figures that are not figures (a family's ``extra``, the
+        agreement table), in ``tail_layout``'s order with the tail's figures (default: after them)."""
         both = {**head, **tail}
         layout = ["label", *head, *COUNT_KEYS, "ci", *(["n_duplicates"] if n_duplicates else [])]
-        layout += ["failed_reasons", *tail]
+        layout += ["failed_reasons", *(tail_layout if tail_layout is not None else [*tail, *(extra or {})])]
         return cls(
             label=label,
             figures={k: number(e.mean) for k, e in both.items()},
@@ -88,6 +94,7 @@ class DiversityRow:
             n_responses=n_responses,
             n_duplicates=n_duplicates or None,
             failed_reasons=dict(failed_reasons),
+            extra=dict(extra or {}),
             layout=tuple(layout),
         )
 

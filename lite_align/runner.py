@@ -10,19 +10,19 @@ import json
 import math
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from .analysis import analyse
-from .conditions import PRESETS, TEACHER, condition, is_greedy, parse_conditions
+from .conditions import PRESETS, TEACHER, condition, is_greedy, is_teacher, parse_conditions
 from .data import ModelRef, Sample
 from .errors import ConfigError, LiteAlignError, RunDirError
 from .explain import explain
 from .generation import backend
-from .gguf_check import inspect_gguf
+from .gguf_check import gguf_vocab_size, inspect_gguf
 from .jsonio import loads as json_loads
 from .judge_check import with_agreement
 from .loaders import embedder_spec, load_embedder, model_record, model_ref, open_judge, study_opener
@@ -312,6 +312,28 @@ def engine_record(prep: PreparedRun) -> dict[str, Any]:
     return out
 
 
+def condition_vocab_sizes(models: Mapping[str, Mapping[str, Any]], conditions: Iterable[str]) -> dict[str, int]:
+    """Condition -> the vocabulary size of the model that generated it, read from its GGUF (the
+    teacher: the chat model; every other condition: the base model), for EAD. A model that is not
+    a local GGUF (a server) or whose file has no token list is left out: EAD then states its default."""
+    sizes: dict[str, int] = {}
+    for role in ("base", "chat"):
+        path = (models.get(role) or {}).get("path")
+        if path and Path(path).is_file():
+            try:
+                size = gguf_vocab_size(path)
+            except (OSError, ValueError, LiteAlignError):
+                size = None
+            if size:
+                sizes[role] = size
+    out: dict[str, int] = {}
+    for name in conditions:
+        role = "chat" if is_teacher(name) else "base"
+        if role in sizes:
+            out[name] = sizes[role]
+    return out
+
+
 def execute(
     prep: PreparedRun, progress: Progress | None = None, *, open_generator: Any = None, embedder: Any = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -356,7 +378,8 @@ def execute(
             t1 = time.perf_counter()
             prompt_texts = {p.id: p.text for p in plan.prompt_set.prompts}
 
-            results = analyse(sets, embedder=embedder, prompts=prompt_texts).to_json()
+            vocab = condition_vocab_sizes(prep.models, sets)
+            results = analyse(sets, embedder=embedder, prompts=prompt_texts, vocab_sizes=vocab).to_json()
             if "base" in sets and TEACHER in sets:
                 t2 = time.perf_counter()
                 results["explain"] = explain_run(prep, sets["base"], sets[TEACHER], embedder, prompt_texts)

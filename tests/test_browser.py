@@ -29,6 +29,7 @@ from test_html_report import HOSTILE, PROMPTS, build_run
 
 from lite_align.compare import load_report_input
 from lite_align.html_report import render_html
+from lite_align.metrics.registry import is_embedding_metric, metrics
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = (
@@ -210,8 +211,10 @@ def test_report_of_a_small_run_works_in_chromium(chromium: Chromium, tmp_path: P
     page = write_page(build_run(tmp_path, hostile=True), tmp_path / "report.html")
     events = chromium.open(page)
     assert problems(events + chromium.drain()) == []
-    # charts: one per diversity measure (7) and one per similarity (1), each with a title and a description
-    assert chromium.js("document.querySelectorAll('svg.chart').length") == 8
+    # charts: one per diversity measure computed without the encoder (the paper's 7, the field's 12)
+    # and one per similarity (1), each with a title and a description
+    lexical = [m for m in metrics() if not is_embedding_metric(m.key)]
+    assert chromium.js("document.querySelectorAll('svg.chart').length") == len(lexical) + 1 == 20
     assert chromium.js("[...document.querySelectorAll('svg.chart')].every(s => s.querySelector('title, desc'))")
     assert chromium.js("document.querySelectorAll('svg.chart line.whisker').length") > 20
     # the sample browser: one column per condition, the hostile sample shown as text, no element from it

@@ -298,3 +298,20 @@ def test_explain_parts_are_recomputed_and_judge_parts_left_as_bundled(tiny_run_d
     pack_bundle([run], tmp_path / "f.zip")
     bad = replay_bundle(tmp_path / "f.zip", lexical_only=True).items[0].check.mismatches
     assert [m["figure"] for m in bad] == ["explain.raw_diversity.base.jaccard.mean"]
+
+
+def test_replay_reproduces_the_field_measures_with_the_recorded_vocabulary(packed: Path, tiny_run_dir: Path) -> None:
+    """Issue 14's measures are figures like any other: replay recomputes them, the agreement table
+    too, and EAD with the vocabulary size the run read from each model's GGUF (the models need not
+    be at hand: the bundled results say it)."""
+    bundled = json.loads((tiny_run_dir / "results.json").read_text())
+    result = replay_bundle(packed)
+    (item,) = result.items
+    assert result.reproduced and item.check.mismatches == []
+    for cond in ("base", "chat"):
+        row, was = item.results["diversity"][cond], bundled["diversity"][cond]
+        assert row["ead_vocab_size_known"] is True and row["ead_vocab_size"] == was["ead_vocab_size"]
+        for key in ("vendi_ngram", "ead", "self_bleu", "distinct_classes", "vendi_embedding", "semantic_entropy"):
+            assert row[key] == pytest.approx(was[key]) and key in row["ci"], (cond, key)
+        assert row["agreement"]["keys"] == was["agreement"]["keys"]
+    assert bundled["diversity"]["chat"]["ead_vocab_size"] == bundled["diversity"]["base"]["ead_vocab_size"] + 3

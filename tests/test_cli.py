@@ -91,6 +91,77 @@ def test_run_json_contract(tiny_run: tuple[subprocess.CompletedProcess[str], Pat
     assert set(manifest["engine_timings"]["base:" + manifest["models"]["base"]["name"]]) >= {"prompt", "decode"}
 
 
+# Issue 14's measures, as `run --json` gives them per condition (the embedder is in the run)
+FIELD_KEYS = (
+    "vendi_embedding",
+    "vendi_ngram",
+    "ead",
+    "compression_ratio_gzip",
+    "compression_ratio_xz",
+    "homogenization_rougel",
+    "ngram_diversity",
+    "self_repetition",
+    "self_bleu",
+    "distinct_classes",
+    "semantic_entropy",
+    "vendi_embedding_relative",
+    "vendi_ngram_relative",
+    "distinct_classes_embedding",
+    "semantic_entropy_embedding",
+)
+
+
+def test_run_json_has_the_field_measures_per_condition_with_the_models_vocabulary(
+    tiny_run: tuple[subprocess.CompletedProcess[str], Path], tiny_base_gguf: Path, tiny_chat_gguf: Path
+) -> None:
+    from lite_align.gguf_check import gguf_vocab_size
+
+    res, _ = tiny_run
+    doc = json.loads(res.stdout)
+    vocab = {"base": gguf_vocab_size(tiny_base_gguf), "chat": gguf_vocab_size(tiny_chat_gguf)}
+    assert vocab["base"] != vocab["chat"]  # so that the row shows which model's it took
+    for cond in ("base", "chat", "icl-static", "icl-random", "icl-knn", "icl-summary"):
+        row = doc["diversity"][cond]
+        for key in FIELD_KEYS:
+            assert isinstance(row[key], float), (cond, key)
+            lo, hi = row["ci"][key]
+            assert lo is None or lo <= row[key] + 1e-9 <= hi + 2e-9, (cond, key)
+        assert 1.0 <= row["vendi_ngram"] <= 3.0 and 1.0 <= row["distinct_classes"] <= 3.0  # 3 samples a prompt
+        assert row["ci"]["ead_across_prompts"] == [None, None] and row["ead_across_prompts"] > 0
+        # EAD's vocabulary: the generating model's, from its GGUF (the teacher: the chat model)
+        assert row["ead_vocab_size"] == vocab["chat" if cond == "chat" else "base"], cond
+        assert row["ead_vocab_size_known"] is True
+        table = row["agreement"]
+        assert table["n_prompts"] == 3 and "self_bleu" in table["keys"] and "embedding_diversity" in table["keys"]
+        assert len(table["rho"]) == len(table["keys"]) == len(table["n"])
+    assert "vendi_ngram" not in doc["diversity"].get("base-greedy", {})  # one sample: no within-prompt figure
+
+
+def test_every_report_format_shows_the_field_measures_and_the_agreement(
+    tiny_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    _, out = tiny_run
+    doc = json.loads(_ok(run_cli("report", str(out), "--format", "json", "--out", "-")).stdout)
+    row = doc["results"]["diversity"]["base"]
+    figure = f"{row['self_bleu']:.3f}"
+    lo, hi = (f"{v:.3f}" for v in row["ci"]["self_bleu"])
+    terminal = _ok(run_cli("report", str(out), env={"COLUMNS": "200"})).stdout
+    assert "Self-BLEU-4 ↓" in terminal and figure in terminal and f"[{lo}, {hi}]" in terminal
+    assert "EAD vocabulary" in terminal
+    markdown = _ok(run_cli("report", str(out), "--format", "markdown", "--out", "-")).stdout
+    assert f"{figure} [{lo}, {hi}]" in markdown and "Vendi score (n-gram)" in markdown
+    assert "## Metric agreement" in markdown and "Spearman's rho" in markdown
+    html = out / "r.html"
+    _ok(run_cli("report", str(out), "--format", "html", "--out", str(html)))
+    page = html.read_text()
+    assert "Self-BLEU-4" in page and 'id="agr-h">Metric agreement' in page
+
+
+def _ok(res: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res
+
+
 def test_same_study_twice_in_fresh_processes_gives_the_same_samples(
     tiny_run: tuple[subprocess.CompletedProcess[str], Path],
     tiny_base_gguf: Path,

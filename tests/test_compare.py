@@ -15,6 +15,7 @@ from lite_align.cli import app
 from lite_align.compare import compare_runs, match_prompts, ratio_difference, read_run
 from lite_align.data import Sample
 from lite_align.errors import RunDirError
+from lite_align.metrics.registry import is_embedding_metric, metrics
 from lite_align.readers import prompt_set_hash
 
 runner = CliRunner()
@@ -71,7 +72,10 @@ def test_a_run_compared_with_itself_differs_by_nothing(tmp_path: Path) -> None:
     figures += [
         v for row in doc["conditions"].values() for parts in row.get("recover", {}).values() for v in parts.values()
     ]
-    assert len(figures) == 3 * 7 + 3 * 3  # base, chat, icl-static: 7 measures; 3 candidates: cross, baseline, ratio
+    # base, chat, icl-static: every comparable measure without the encoder (the paper's 7, the
+    # field's 11); 3 candidates: cross, baseline, ratio
+    paired = [m for m in metrics() if m.comparable and not is_embedding_metric(m.key)]
+    assert len(paired) == 7 + 11 and len(figures) == 3 * len(paired) + 3 * 3
     for v in figures:
         assert v["diff"] in (0.0, None) and v["ci"] in ([0.0, 0.0], [None, None])
         assert v["a"] == v["b"]

@@ -7,13 +7,15 @@ import os
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tiny_gguf import N_CTX_TRAIN
+from needs import unavailable
+from tiny_gguf import N_CTX_TRAIN, tiny_vocab
 
 from lite_align.errors import ModelFileError
-from lite_align.gguf_check import FILE_TYPES, GGML_BLOCKS, inspect_gguf, sha256_file
+from lite_align.gguf_check import FILE_TYPES, GGML_BLOCKS, gguf_vocab_size, inspect_gguf, sha256_file
 
 
 def test_a_good_file_is_described(tiny_base_gguf: Path, tiny_chat_gguf: Path) -> None:
@@ -139,3 +141,59 @@ def test_sha256_works_without_a_writable_cache(tiny_base_gguf: Path, tmp_path: P
     blocker.write_text("not a directory")
     expected = hashlib.sha256(tiny_base_gguf.read_bytes()).hexdigest()
     assert sha256_file(tiny_base_gguf, cache=blocker / "sha.json") == expected
+
+
+# -------------------------------------------------------------------------------------------------
+# Vocabulary size (EAD's V, issue 14): the token list's length, from the header alone
+
+
+def _llama_cpp_n_vocab(path: Path) -> int:
+    from llama_cpp import Llama
+
+    llm = Llama(str(path), vocab_only=True, verbose=False)
+    try:
+        return int(llm.n_vocab())
+    finally:
+        llm.close()
+
+
+def test_vocab_size_of_the_tiny_models_is_their_token_list(tiny_base_gguf: Path, tiny_chat_gguf: Path) -> None:
+    base, chat = len(tiny_vocab(chat=False)[0]), len(tiny_vocab(chat=True)[0])
+    assert chat == base + 3  # the chat model's three control tokens
+    assert gguf_vocab_size(tiny_base_gguf) == inspect_gguf(tiny_base_gguf).vocab_size == base
+    assert gguf_vocab_size(tiny_chat_gguf) == chat
+    assert _llama_cpp_n_vocab(tiny_base_gguf) == base  # what llama.cpp itself counts
+    assert _llama_cpp_n_vocab(tiny_chat_gguf) == chat
+
+
+def test_vocab_size_is_none_without_a_token_list(tmp_path: Path) -> None:
+    gguf = pytest.importorskip("gguf")
+    path = tmp_path / "no-tokens.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_array("general.tags", ["a", "b", "c"])  # another array of strings is not the token list
+    writer.add_tensor("w", np.zeros(32, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    info = inspect_gguf(path)
+    assert info.architecture == "llama" and info.vocab_size is None
+    assert gguf_vocab_size(path) is None
+
+
+def test_vocab_size_of_a_damaged_file_is_a_one_line_error(tiny_base_gguf: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "head.gguf"
+    cut.write_bytes(tiny_base_gguf.read_bytes()[:2000])  # inside the token list
+    with pytest.raises(ModelFileError, match="is truncated: its metadata value 'tokenizer.ggml.tokens'"):
+        gguf_vocab_size(cut)
+
+
+@pytest.mark.real_models
+@pytest.mark.parametrize(("name", "expected"), [("gemma-3-270m", 262_144), ("smollm2-135m-instruct", 49_152)])
+def test_vocab_size_of_the_embedded_models(name: str, expected: int) -> None:
+    from lite_align.registry import load_registry, locate
+
+    path = locate(load_registry().model(name))
+    if path is None:
+        unavailable(f"the embedded model {name} is not installed", "run ./install.sh")
+    assert gguf_vocab_size(path) == expected == _llama_cpp_n_vocab(path)

@@ -25,11 +25,15 @@ from lite_align.data import Prompt, PromptSet, Sample, SampleSet
 from lite_align.html_report import ChartRow, bar_chart, browser_data, render_html, shared_spans
 from lite_align.markdown_report import measure_label
 from lite_align.metrics.lexical import jaccard
+from lite_align.metrics.registry import is_embedding_metric, metrics
 from lite_align.prompts import PromptTexts
 from lite_align.readers import prompt_set_hash, read_samples
 from lite_align.store import RunStore
 from lite_align.study import ModelRef, Study, StudyPlan, StudySettings, settings_dict
 from lite_align.text import word_bag
+
+# the registered measures computed without the sentence encoder
+LEXICAL_FIGURES = [m.key for m in metrics() if not is_embedding_metric(m.key)]
 
 PROMPTS = (
     "Are audiobooks real reading?",
@@ -129,7 +133,8 @@ def test_page_is_one_self_contained_file(page: str) -> None:
     assert not re.search(r"(?:src|href)\s*=\s*[\"']?\s*(?:https?:)?//", page, re.I)
     assert not re.search(r"@import|url\(", page, re.I)
     assert "default-src 'none'" in page  # the browser itself refuses any fetch
-    assert page.count("<style>") == 1 and page.count("<svg") == 7 + 1  # 7 diversity measures, 1 similarity
+    # a chart per diversity measure with a figure here (no encoder in this run), 1 similarity
+    assert page.count("<style>") == 1 and page.count("<svg") == len(LEXICAL_FIGURES) + 1
 
 
 def test_untrusted_text_is_escaped_and_survives_as_text(page: str) -> None:
@@ -151,7 +156,7 @@ def test_untrusted_text_is_escaped_and_survives_as_text(page: str) -> None:
 def test_every_diversity_measure_has_a_chart_with_intervals(small_run: Path, page: str) -> None:
     results = json.loads((small_run / "results.json").read_text())
     measures = [k for k in results["diversity"]["base"] if k in results["diversity"]["base"]["ci"]]
-    assert len(measures) == 7
+    assert len(measures) == len(LEXICAL_FIGURES)  # the paper's 7, the field's 12
     for key in measures:
         title = f"{measure_label(key)} per condition, with 95% intervals"
         assert f">{title}</title>" in page, key

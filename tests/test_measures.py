@@ -426,7 +426,7 @@ def test_measure_set_with_vectors_and_a_vocabulary() -> None:
     assert result.vocab_size == 256_000 and result.vocab_size_known is True
     doc = result.to_json()
     assert set(CONTRACT_KEYS) <= set(doc)
-    assert set(doc["ci"]) == set(result.keys)
+    assert set(doc["ci"]) == {*result.keys, "ead_across_prompts"}
     assert doc["ead_vocab_size"] == 256_000 and doc["ead_vocab_size_known"] is True
     json.dumps(doc, allow_nan=False)  # JSON without NaN: undefined figures are null
 

@@ -25,6 +25,7 @@ from lite_align.metrics.registry import (
     Metric,
     SimilaritySpec,
     families,
+    family_of,
     metric,
     metrics,
     register_family,
@@ -87,8 +88,10 @@ def test_a_registered_metric_reaches_every_report_compare_and_replay(toy: None, 
     base = inp.results["diversity"]["base"]
     expected = vowel_share(sets["base"], Inputs()).estimates[TOY.key]
     assert base[TOY.key] == pytest.approx(expected.mean) and base["ci"][TOY.key] == [expected.lo, expected.hi]
-    # written after the paper's figures and counts: no earlier key moves
-    assert list(base)[-1] == TOY.key and list(base["ci"])[-1] == TOY.key
+    # written after the paper's figures and counts: no earlier key moves (the row's agreement
+    # table, drawn from every measure, always closes it)
+    assert list(base)[-2:] == [TOY.key, "agreement"] and list(base["ci"])[-1] == TOY.key
+    assert TOY.key in base["agreement"]["keys"]
 
     shown = f"{base[TOY.key]:.4f}"
     terminal = render_document("terminal", inp.manifest, inp.results, width=200)
@@ -190,37 +193,26 @@ def test_results_of_a_bundle_read_back_exactly(tmp_path: Path) -> None:
     assert json.dumps(Results.from_json(doc).to_json()) == json.dumps(doc)
 
 
-def test_the_issue_14_measures_fit_the_registry_as_one_family() -> None:
-    """The measures of metrics/measures.py (not wired in yet) register as one family computed
-    together per sample set (they share tokens and n-gram tables), with the vocabulary size an
-    optional input: the shape their wiring will take."""
+def test_the_issue_14_measures_are_registered_as_a_text_and_an_encoder_family() -> None:
+    """The measures of metrics/measures.py, registered by metrics/field.py: one family computed
+    together per sample set from the texts (they share tokens and n-gram tables, the vocabulary
+    size an optional input), one that needs the encoder."""
     from lite_align.analysis import diversity_table
     from lite_align.markdown_report import render_markdown
-    from lite_align.metrics.measures import MEASURES, measure_set
+    from lite_align.metrics.measures import EMBEDDING_KEYS, TEXT_KEYS
 
-    chosen = [m for m in MEASURES if "embeddings" not in m.needs]
-
-    def compute(sample_set: SampleSet, inputs: Inputs) -> FamilyValues:
-        r = measure_set(sample_set, keys=[m.key for m in chosen], vocab_size=inputs.vocab_size)
-        per = {
-            k: {pid: float(v) for pid, v in zip(r.prompt_ids, vals, strict=True) if not np.isnan(v)}
-            for k, vals in r.per_prompt.items()
-        }
-        return FamilyValues(dict(r.estimates), per)
-
-    family = Family(
-        "issue14",
-        tuple(Metric(m.key, m.label, direction=1 if m.higher_is_more_diverse else -1) for m in chosen),
-        needs=frozenset({"texts", "words"}),
-        optional_needs=frozenset({"vocab_size"}),
-        compute=compute,
-    )
+    text, enc = family_of("vendi_ngram"), family_of("vendi_embedding")
+    assert [m.key for m in text.metrics] == [*TEXT_KEYS, "ead_across_prompts"] and not text.needs_encoder
+    assert text.optional_needs == {"vocab_size"} and text.available(Inputs())
+    assert [m.key for m in enc.metrics] == list(EMBEDDING_KEYS) and enc.needs_encoder
     sets = {
         "base": SampleSet("base", {0: ("A cat sat.", "A dog ran.", "Birds fly."), 1: ("Yes.", "Yes.", "No.")}),
         "chat": SampleSet("chat", {0: ("A cat sat.",) * 3, 1: ("Yes.", "Yes.", "Yes.")}),
     }
-    with registered(family):
-        rows = diversity_table(sets, None)
-        assert rows["base"]["distinct_classes"] == 2.5 and rows["chat"]["distinct_classes"] == 1.0
-        markdown = render_markdown({}, {"diversity": rows})
-        assert "Distinct answers (ROUGE-1 classes)" in markdown and "Self-BLEU-4: lower = more diverse" in markdown
+    rows = diversity_table(sets, None, vocab_sizes={"chat": 49152})
+    assert rows["base"]["distinct_classes"] == 2.5 and rows["chat"]["distinct_classes"] == 1.0
+    assert (rows["base"]["ead_vocab_size"], rows["base"]["ead_vocab_size_known"]) == (32000, False)
+    assert (rows["chat"]["ead_vocab_size"], rows["chat"]["ead_vocab_size_known"]) == (49152, True)
+    markdown = render_markdown({}, {"diversity": rows})
+    assert "Distinct answers (ROUGE-1 classes)" in markdown and "Self-BLEU-4: lower = more diverse" in markdown
+    assert "EAD's vocabulary size: base 32000 (default: the model is unknown), chat 49152" in markdown

@@ -6,7 +6,7 @@ diverse samples.
 - ``gzip``: DEFLATE at level 9 in a gzip container (10-byte header without a file name, 8-byte
   trailer), as ``gzip.compress`` writes it. The authors' package compresses the text twice (a
   gzip stream written into a gzip file) and so reports slightly lower ratios; we compress once,
-  as the measure is defined (docs/measures.md has the comparison).
+  as the measure is defined (docs/method.md §9.4 has the comparison).
 - ``xz``: LZMA2 at preset 6 (xz's default) in an xz container with a CRC64 check, as
   ``lzma.compress`` writes it, except that the dictionary is sized to the input (a power of two,
   at least 4 KiB) instead of 8 MiB: a dictionary at least as large as the input changes nothing

@@ -15,10 +15,11 @@ samples shorter than five tokens, are left out of the mean; with no n-gram of an
 undefined, NaN). n-grams never span two samples.
 
 Tokens: :func:`lite_align.text.tokenize` (NLTK word tokens, case and punctuation kept). V should
-be the generating model's vocabulary size (from its GGUF); when it is unknown we use
-``DEFAULT_VOCAB_SIZE`` = 32,000, the vocabulary of LLaMA-2 and Mistral, the open models of the
-paper's release. With C much smaller than V, EAD is close to distinct/C, so V matters mostly for
-EAD over many texts ("across prompts").
+be the generating model's vocabulary size (the length of its GGUF token list, which
+``lite_align.gguf_check.gguf_vocab_size`` reads); when it is unknown we use ``DEFAULT_VOCAB_SIZE``
+= 32,000, the vocabulary of LLaMA-2 and Mistral, the open models of the paper's release. With C
+much smaller than V, EAD is close to distinct/C, so V matters mostly for EAD over many texts
+("across prompts").
 
 Two scopes: per prompt over its samples (then the mean over prompts), and across prompts over
 each prompt's first sample (one figure per sample set: does the model say different things to

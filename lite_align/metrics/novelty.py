@@ -11,7 +11,7 @@ member joins it. Two samples are equivalent when
 - otherwise: their similarity exceeds a threshold. ``rouge1``: ROUGE-1 F above 0.458 (NoveltyBench's
   offline fallback; tokens as in lite_align.metrics.rouge). ``embedding``: cosine of the sentence
   vectors above ``EMBEDDING_THRESHOLD`` (read off NoveltyBench's released classes, see
-  docs/measures.md and benchmarks/novelty_threshold.py).
+  docs/method.md §9.6 and benchmarks/novelty_threshold.py).
 
 NoveltyBench applies the short-answer rule only in front of its trained classifier; we apply it
 in front of both thresholds (a one-word answer has too few words for a ROUGE or embedding

@@ -41,7 +41,10 @@ What each field decides:
   ``glance``, a column title in the terminal's at-a-glance table (``glance_digits`` there, default
   ``digits``); ``finding``, its name in the
   one-sentence finding (only metrics with a direction); ``interval``: an interval is reported;
-  ``comparable``: ``compare`` pairs its per-prompt values between two runs.
+  ``comparable``: ``compare`` pairs its per-prompt values between two runs; ``agreement``: it
+  enters the metric agreement table (``analysis``: Spearman's rho over prompts between every pair
+  of measures with a direction and per-prompt values) — False for a figure that ranks prompts as
+  another does (a score divided by the prompt's sample count).
 - ``Family.needs``: what the computation reads, from ``NEEDS`` (``texts``; ``words`` = word tokens;
   ``word_bags``; ``embeddings`` = one sentence vector per sample; ``token_vectors`` = contextual
   token vectors; ``vocab_size`` = the generating model's vocabulary size). A family that needs
@@ -49,10 +52,15 @@ What each field decides:
   ``compare`` and is not recomputed by ``replay --lexical-only``.
 - ``Family.compute(sample_set, inputs)`` returns ``FamilyValues``: an ``Estimate`` per metric key
   (mean over prompts with a 95% bootstrap interval), and, for ``compare``, each metric's per-prompt
-  values (prompt id -> value; a prompt without a value is left out).
+  values (prompt id -> value; a prompt without a value is left out), and ``extra``: keys that are
+  not figures but say how the figures were made (e.g. the vocabulary size EAD used), written
+  into the row after the family's figures; ``Family.extra_keys`` names them (they are then never
+  read back as figures).
 - The JSON layout of a diversity row: the first family registered (the paper's lexical measures)
   is written before the row's counts; every later family's means after them, in registration
-  order, and all intervals under ``ci``. So registering a metric adds keys and never moves one.
+  order, and all intervals under ``ci``; the row closes with its metric agreement table
+  (``agreement``, drawn from every measure with a direction). So registering a metric adds keys
+  and never moves one.
 """
 
 from __future__ import annotations
@@ -80,6 +88,7 @@ __all__ = [
     "families",
     "family_of",
     "is_embedding_metric",
+    "is_extra_key",
     "metric",
     "metrics",
     "register_family",
@@ -110,6 +119,7 @@ class Metric:
     finding: str = ""
     interval: bool = True
     comparable: bool = True
+    agreement: bool = True
     family: str = ""  # set by register_family
 
     def __post_init__(self) -> None:
@@ -152,10 +162,12 @@ class Inputs:
 @dataclass(frozen=True)
 class FamilyValues:
     """A family's figures over one sample set: an estimate per metric key (written in this order),
-    and per-prompt values (metric key -> prompt id -> value) for ``compare``."""
+    per-prompt values (metric key -> prompt id -> value) for ``compare`` and the agreement table,
+    and ``extra`` row keys that are not figures (named in ``Family.extra_keys``)."""
 
     estimates: Mapping[str, Estimate]
     per_prompt: Mapping[str, Mapping[int, float]] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -168,6 +180,7 @@ class Family:
     needs: frozenset[str]
     compute: Callable[[SampleSet, Inputs], FamilyValues] = field(compare=False)
     optional_needs: frozenset[str] = frozenset()
+    extra_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = (self.needs | self.optional_needs) - NEEDS
@@ -273,6 +286,11 @@ def family_of(key: str) -> Family:
         if any(m.key == key for m in f.metrics):
             return f
     raise KeyError(f"no metric {key!r} is registered")
+
+
+def is_extra_key(key: str) -> bool:
+    """Whether ``key`` is a row key some family writes beside its figures (``Family.extra_keys``)."""
+    return any(key in f.extra_keys for f in _FAMILIES.values())
 
 
 def is_embedding_metric(key: str) -> bool:

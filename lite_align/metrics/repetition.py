@@ -4,7 +4,7 @@ Measurement of Text Diversity") compute them.
 Tokens: the text split at runs of whitespace (``str.split()``), case and punctuation kept, so
 "Yes," and "yes" are different words. (The authors' n-gram diversity splits at single spaces,
 which makes an empty word of every second space and glues words across newlines; we split at any
-whitespace. docs/measures.md compares the two.)
+whitespace. docs/method.md §9.4 compares the two.)
 
 - **n-gram diversity score**: the samples joined by spaces into one word sequence (so n-grams may
   span the end of one sample and the start of the next, as there), and for n = 1..4 the number of

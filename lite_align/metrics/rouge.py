@@ -10,7 +10,7 @@ ROUGE-L F of texts a, b with LCS the length of their longest common token subseq
 P = LCS/|b|, R = LCS/|a|, F = 2PR/(P + R) = 2 LCS / (|a| + |b|), symmetric in a and b.
 ROUGE-1 F is the same with the clipped unigram overlap Σ_w min(count_a(w), count_b(w)) for LCS.
 A text with no tokens scores 0 against a text with tokens; two texts without tokens score 1 (they
-are equal; rouge-score gives 0 there, see docs/measures.md).
+are equal; rouge-score gives 0 there, see docs/method.md §9.4).
 
 The LCS lengths of one sample against several others are computed together, bit-parallel
 (Allison & Dix 1986; Hyyrö 2004): the others' tokens are bit positions of one Python integer, one

@@ -21,7 +21,7 @@ Two kernels for text:
   tokens, no lower-casing). A sample shorter than n tokens has no n-gram of order n; there we
   take its whole token sequence as its one feature of that order, so its self-similarity stays 1
   and two such samples are similar exactly when their tokens are equal (the authors' code gives
-  such a sample a zero vector, which breaks K[i, i] = 1; see docs/measures.md).
+  such a sample a zero vector, which breaks K[i, i] = 1; see docs/method.md §9.2).
 
 Eigenvalues within ``EIGEN_TOL`` of zero count as zero (round-off of a rank-deficient K).
 
