@@ -529,12 +529,21 @@ def report(
 def compare(
     run_a: Annotated[Path, typer.Argument(help="Run directory A.")],
     run_b: Annotated[Path, typer.Argument(help="Run directory B (differences are B − A).")],
+    embeddings: Annotated[
+        bool,
+        typer.Option(
+            "--embeddings",
+            help="Also pair the measures on sentence vectors (Vendi, embedding classes, embedding diversity); "
+            "loads the ONNX encoder, vectors are cached.",
+        ),
+    ] = False,
+    embedder: EmbedderOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Two runs side by side: paired differences over shared prompts, with 95% intervals."""
-    from .compare import compare_runs, read_run
+    from .compare import compare_runs, load_compare_embedder, read_run
 
-    doc = compare_runs(read_run(run_a), read_run(run_b))
+    doc = compare_runs(read_run(run_a), read_run(run_b), embedder=load_compare_embedder(embeddings, embedder))
     from . import report as rep
 
     if json_out:

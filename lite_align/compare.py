@@ -7,9 +7,10 @@ outputs (one ``samples.jsonl``, its directory, or a directory of such directorie
 
 Comparing (``compare_runs``): for every condition both runs hold, the per-prompt values of every
 registered diversity measure that needs no encoder (``metrics.registry``: the ``comparable``
-metrics of families without ``embeddings`` or ``token_vectors``; today the lexical ones) are
-paired over the prompts the runs share, and the difference B − A is reported with a paired
-bootstrap interval over prompts (``stats.diff_ci``). Rates are paired as per-prompt shares of
+metrics of families without ``embeddings`` or ``token_vectors``), and with an encoder
+(``compare --embeddings``) of those on sentence vectors too, are paired over the prompts the
+runs share, and the difference B − A is reported with a paired bootstrap interval over prompts
+(``stats.diff_ci``). Rates are paired as per-prompt shares of
 answers (with the same number of samples per prompt their mean is the pooled rate).
 Recoverability is compared on every registered similarity that needs no encoder (word-bag
 Jaccard): cross and baseline as paired differences, and the recovery ratio (sum cross / sum
@@ -46,7 +47,7 @@ from .readers import check_aligned, read_samples
 from .stats import N_BOOT, SEED, Estimate, diff_ci
 from .store import read_manifest, read_results
 
-__all__ = ["ReportInput", "compare_runs", "load_report_input", "read_run"]
+__all__ = ["ReportInput", "compare_runs", "load_compare_embedder", "load_report_input", "read_run"]
 
 PAPER_SAMPLES = "samples.jsonl"
 
@@ -103,6 +104,11 @@ def _embedder(embeddings: bool, name: str | None = None) -> Any:
     if not embeddings:
         return None
     return registry_embedder(name) if name else load_embedder()
+
+
+def load_compare_embedder(embeddings: bool, name: str | None = None) -> Any:
+    """The sentence encoder for ``compare --embeddings`` (``--embedder NAME`` implies it), else None."""
+    return _embedder(embeddings or name is not None, name)
 
 
 def ordered_sets(sets: list[SampleSet]) -> dict[str, SampleSet]:
@@ -268,12 +274,15 @@ def match_prompts(a: ReportInput, b: ReportInput) -> tuple[list[tuple[int, int]]
     )
 
 
-def _per_prompt_diversity(ss: SampleSet, vocab_size: int | None = None) -> dict[str, Mapping[int, float]]:
+def _per_prompt_diversity(
+    ss: SampleSet, vocab_size: int | None = None, embedder: Any | None = None
+) -> dict[str, Mapping[int, float]]:
     """Every comparable registered measure's value per prompt id, from the families that need no
-    encoder (metrics.registry; the lexical family gives rates as shares of the prompt's answers).
-    ``vocab_size``: the generating model's, as the run recorded it (EAD), where known."""
+    encoder, and with ``embedder`` also from those on sentence vectors (metrics.registry; the
+    lexical family gives rates as shares of the prompt's answers). ``vocab_size``: the generating
+    model's, as the run recorded it (EAD), where known."""
     out: dict[str, Mapping[int, float]] = {}
-    inputs = Inputs(vocab_size=vocab_size)
+    inputs = Inputs(embedder=embedder, vocab_size=vocab_size)
     for family in families():
         if not family.available(inputs):
             continue
@@ -378,10 +387,10 @@ def _run_label(run: ReportInput) -> dict[str, Any]:
     }
 
 
-def compare_runs(a: ReportInput, b: ReportInput) -> dict[str, Any]:
-    """B − A for every shared condition: lexical diversity (sampled conditions) and Jaccard
-    recoverability (every condition but the teacher), paired over the shared prompts, with 95%
-    bootstrap intervals (see the module doc)."""
+def compare_runs(a: ReportInput, b: ReportInput, embedder: Any | None = None) -> dict[str, Any]:
+    """B − A for every shared condition: lexical diversity (sampled conditions; with ``embedder``
+    also the measures on sentence vectors) and Jaccard recoverability (every condition but the
+    teacher), paired over the shared prompts, with 95% bootstrap intervals (see the module doc)."""
     pairs, matched_by = match_prompts(a, b)
     if not pairs:
         raise RunDirError(f"{a.path} and {b.path} share no prompt; nothing to compare")
@@ -394,8 +403,8 @@ def compare_runs(a: ReportInput, b: ReportInput) -> dict[str, Any]:
     for cond in shared:
         row: dict[str, Any] = {}
         if max_samples(a.sets[cond]) >= 2 and max_samples(b.sets[cond]) >= 2:  # greedy: nothing within a prompt
-            div_a = _per_prompt_diversity(a.sets[cond], vocab_a.get(cond))
-            div_b = _per_prompt_diversity(b.sets[cond], vocab_b.get(cond))
+            div_a = _per_prompt_diversity(a.sets[cond], vocab_a.get(cond), embedder)
+            div_b = _per_prompt_diversity(b.sets[cond], vocab_b.get(cond), embedder)
             row["diversity"] = {k: _paired(div_a[k], div_b[k], pairs) for k in div_a}
         if not is_teacher(cond):
             recs = {sim.name: _recover_pair(a, b, cond, pairs, sim) for sim in sims}
@@ -411,6 +420,7 @@ def compare_runs(a: ReportInput, b: ReportInput) -> dict[str, Any]:
         "conditions": conditions,
         "only_in_a": [c for c in a.sets if c not in b.sets],
         "only_in_b": [c for c in b.sets if c not in a.sets],
-        "note": "B − A over the shared prompts, 95% paired bootstrap intervals over prompts; lexical measures and "
-        "word-bag Jaccard recoverability only.",
+        "note": "B − A over the shared prompts, 95% paired bootstrap intervals over prompts; "
+        + ("lexical and embedding measures" if embedder is not None else "lexical measures")
+        + " and word-bag Jaccard recoverability only.",
     }

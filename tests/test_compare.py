@@ -139,6 +139,41 @@ def test_compare_command(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "B − A [95% CI]" in res.stdout and "word-bag Jaccard within prompt" in res.stdout
 
 
+def test_with_an_encoder_every_measure_is_paired_and_agrees_with_each_runs_figures(tmp_path: Path) -> None:
+    """Issue 14: compare gives paired differences for every measure, those on sentence vectors too
+    when an encoder is given; each side's mean is that run's own figure from the same encoder."""
+    from test_embedding_metrics import WordLengthEmbedder
+
+    from lite_align.analysis import analyse
+
+    a, b = read_run(build_run(tmp_path, seed=7)), read_run(build_run(tmp_path, seed=8))
+    enc = WordLengthEmbedder(tmp_path / "vectors")
+    doc = compare_runs(a, b, embedder=enc)
+    div = doc["conditions"]["base"]["diversity"]
+    assert {m.key for m in metrics() if m.comparable} <= set(div)
+    embedding_keys = [m.key for m in metrics() if m.comparable and is_embedding_metric(m.key)]
+    assert {"embedding_diversity", "vendi_embedding", "distinct_classes_embedding"} <= set(embedding_keys)
+    own_a = analyse(a.sets, embedder=enc).to_json()["diversity"]["base"]
+    own_b = analyse(b.sets, embedder=enc).to_json()["diversity"]["base"]
+    for key in embedding_keys:
+        assert div[key]["a"] == pytest.approx(own_a[key]) and div[key]["b"] == pytest.approx(own_b[key])
+        assert div[key]["diff"] == pytest.approx(own_b[key] - own_a[key])
+    assert "embedding measures" in doc["note"]
+    assert not any(k in compare_runs(a, b)["conditions"]["base"]["diversity"] for k in embedding_keys)
+
+
+def test_compare_command_with_embeddings_uses_the_real_encoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LITE_ALIGN_CACHE", str(tmp_path / "cache"))
+    a, b = build_run(tmp_path, seed=7), build_run(tmp_path, seed=8)
+    res = runner.invoke(app, ["compare", str(a), str(b), "--embeddings", "--json"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)["conditions"]["base"]["diversity"]
+    assert row["vendi_embedding"]["n"] == 4 and row["vendi_embedding"]["ci"][0] <= row["vendi_embedding"]["diff"]
+    assert 1.0 <= row["vendi_embedding"]["a"] <= 3.0  # at most the number of samples
+    res = runner.invoke(app, ["compare", str(a), str(b), "--embedder", "no-such-embedder"])
+    assert res.exit_code == 2 and "no-such-embedder" in res.output and "Traceback" not in res.output
+
+
 def test_compare_command_on_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
     a = build_run(tmp_path)
     res = runner.invoke(app, ["compare", str(a), str(tmp_path / "nothing")])

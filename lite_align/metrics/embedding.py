@@ -250,7 +250,6 @@ register_family(
                 order=20,
                 glance="embed\n↑div",
                 finding="embedding diversity",
-                comparable=False,
             ),
         ),
         needs=frozenset({"embeddings"}),

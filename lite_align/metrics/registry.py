@@ -48,8 +48,8 @@ What each field decides:
 - ``Family.needs``: what the computation reads, from ``NEEDS`` (``texts``; ``words`` = word tokens;
   ``word_bags``; ``embeddings`` = one sentence vector per sample; ``token_vectors`` = contextual
   token vectors; ``vocab_size`` = the generating model's vocabulary size). A family that needs
-  ``embeddings`` or ``token_vectors`` is computed only when an embedder is given, is left out of
-  ``compare`` and is not recomputed by ``replay --lexical-only``.
+  ``embeddings`` or ``token_vectors`` is computed only when an embedder is given (``compare`` pairs
+  it only under ``--embeddings``) and is not recomputed by ``replay --lexical-only``.
 - ``Family.compute(sample_set, inputs)`` returns ``FamilyValues``: an ``Estimate`` per metric key
   (mean over prompts with a 95% bootstrap interval), and, for ``compare``, each metric's per-prompt
   values (prompt id -> value; a prompt without a value is left out), and ``extra``: keys that are
