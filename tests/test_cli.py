@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_measures import CONTRACT_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "lite_align.cli"]
@@ -93,17 +94,7 @@ def test_run_json_contract(tiny_run: tuple[subprocess.CompletedProcess[str], Pat
 
 # Issue 14's measures, as `run --json` gives them per condition (the embedder is in the run)
 FIELD_KEYS = (
-    "vendi_embedding",
-    "vendi_ngram",
-    "ead",
-    "compression_ratio_gzip",
-    "compression_ratio_xz",
-    "homogenization_rougel",
-    "ngram_diversity",
-    "self_repetition",
-    "self_bleu",
-    "distinct_classes",
-    "semantic_entropy",
+    *CONTRACT_KEYS,
     "vendi_embedding_relative",
     "vendi_ngram_relative",
     "distinct_classes_embedding",

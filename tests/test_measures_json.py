@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 from fakes import FakeEmbedder
+from test_measures import CONTRACT_KEYS
 
 from lite_align.data import SampleSet
 from lite_align.metrics.lexical import diversity
@@ -29,19 +30,6 @@ from lite_align.metrics.measures import (
 )
 from lite_align.stats import mean_ci
 
-CONTRACT_KEYS = (
-    "vendi_embedding",
-    "vendi_ngram",
-    "ead",
-    "compression_ratio_gzip",
-    "compression_ratio_xz",
-    "homogenization_rougel",
-    "ngram_diversity",
-    "self_repetition",
-    "self_bleu",
-    "distinct_classes",
-    "semantic_entropy",
-)
 EXTRA_KEYS = (
     "vendi_embedding_relative",
     "vendi_ngram_relative",
