@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sigint import ctrl_c_as_usual
 from test_measures import CONTRACT_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,7 +231,10 @@ def _interrupt_and_resume(sig: int, base: Path, chat: Path, out: Path) -> subpro
         "LITE_ALIGN_TEST_HOLD_FILE": str(out / "samples" / "base.jsonl"),
         "LITE_ALIGN_TEST_HOLD_READY": str(ready),
     }
-    proc = subprocess.Popen([*CLI, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [*CLI, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=ctrl_c_as_usual,
+    )  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not ready.exists():
         time.sleep(0.01)

@@ -9,14 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from release import conflictingqa
 from test_embedding_metrics import WordLengthEmbedder, paper_samples, sample_set
 
 from lite_align.analysis import recover_table, similarities
 from lite_align.embed import Embedder, OnnxEmbedder, default_embedder_spec, token_batches
 from lite_align.metrics.embedding import BertScoreF1, EmbeddingCosine, EmbeddingPairs
-
-PAPER = conflictingqa()
 
 
 class TwoPassCosine:

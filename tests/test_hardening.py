@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from hardening_util import CLI, ROOT, capped_cli, cli, one_line_error
 from server_util import StubServer, completion, free_port
+from sigint import ctrl_c_as_usual
 
 INTERRUPTED = "interrupted: every finished sample is saved; rerun the same command to resume"
 
@@ -77,9 +78,7 @@ class HeldRun:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            # a shell's background job ignores SIGINT, and a child would inherit that: give the run
-            # Ctrl-C's usual meaning whatever the test runner was started from
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            preexec_fn=ctrl_c_as_usual,
         )
 
     def wait_held(self, timeout: float = 120) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from hub_server import LoopbackHub, write_padded_gguf
+from sigint import ctrl_c_as_usual
 
 from lite_align.errors import DownloadError, ModelFileError, RegistryError
 from lite_align.lock import check_against_lock, lock_path, read_lock
@@ -405,7 +406,7 @@ def test_cli_ctrl_c_keeps_the_partial_file_and_the_next_pull_resumes_it(
     full.pop("HF_TOKEN", None)
     proc = subprocess.Popen(
         [*CLI, "models", "pull", "tiny", "--registry", str(registry)], cwd=ROOT, env=full,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_usual,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
