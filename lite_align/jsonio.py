@@ -10,6 +10,8 @@ one-line message. lite_align's own files nest at most about ten levels.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 MAX_DEPTH = 100
@@ -57,3 +59,38 @@ def depth(obj: Any) -> int:
 
 def _too_deep() -> json.JSONDecodeError:
     return json.JSONDecodeError(f"nested deeper than {MAX_DEPTH} levels", "", 0)
+
+
+class KeyedJsonFile:
+    """A small cache file of entries by key: ``{"format": FORMAT, "entries": {key: value}}``. A
+    file that cannot be read, or of another format, counts as empty (and is rewritten on the next
+    ``put``); a file that cannot be written is skipped. Writes are atomic (a temporary file, then
+    a rename)."""
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path = Path(path)
+        self.format = fmt
+
+    def entries(self) -> dict[str, Any]:
+        try:
+            data = loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or data.get("format") != self.format:
+            return {}
+        found = data.get("entries")
+        return found if isinstance(found, dict) else {}
+
+    def get(self, key: str) -> Any:
+        return self.entries().get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        entries = self.entries()
+        entries[key] = value
+        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"format": self.format, "entries": entries}, indent=1) + "\n")
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)

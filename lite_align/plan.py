@@ -19,8 +19,6 @@ speed depends on the server (no time is given for them).
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .generation.base import GenerationRequest, SamplingParams
-from .jsonio import loads as json_loads
+from .jsonio import KeyedJsonFile
 from .paths import cache_dir
 from .study import PendingWork
 
@@ -132,39 +130,20 @@ def calibrate(generator: Any, *, load_s: float = 0.0, budget_s: float = CALIBRAT
 
 
 class CalibrationCache:
-    """``<cache_dir>/calibration.json``: calibrations by :func:`calibration_key`. A file that
-    cannot be read is treated as empty (and rewritten on the next store)."""
+    """``<cache_dir>/calibration.json``: calibrations by :func:`calibration_key` (jsonio.KeyedJsonFile:
+    a file that cannot be read is treated as empty and rewritten on the next store; one that cannot
+    be written is skipped, and the next plan calibrates again)."""
 
     def __init__(self, path: Path | None = None) -> None:
-        if path is None:
-            path = cache_dir() / CALIBRATION_FILE
-        self.path = Path(path)
-
-    def _entries(self) -> dict[str, Any]:
-        try:
-            data = json_loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT:
-            return {}
-        entries = data.get("entries")
-        return entries if isinstance(entries, dict) else {}
+        self.file = KeyedJsonFile(path if path is not None else cache_dir() / CALIBRATION_FILE, CALIBRATION_FORMAT)
+        self.path = self.file.path
 
     def get(self, key: str) -> Calibration | None:
-        obj = self._entries().get(key)
+        obj = self.file.get(key)
         return Calibration.from_json(obj) if isinstance(obj, Mapping) else None
 
     def put(self, key: str, cal: Calibration) -> None:
-        """Store ``cal``; a cache that cannot be written is skipped (the next plan calibrates again)."""
-        entries = self._entries()
-        entries[key] = cal.to_json()
-        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"format": CALIBRATION_FORMAT, "entries": entries}, indent=1) + "\n")
-            os.replace(tmp, self.path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
+        self.file.put(key, cal.to_json())
 
 
 # --------------------------------------------------------------------------------------------------

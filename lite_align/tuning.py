@@ -50,6 +50,7 @@ from .engine import LlamaCppGenerator, estimated_memory, sequences_within
 from .errors import ConfigError
 from .generation.base import GenerationRequest, SamplingParams
 from .gguf_check import inspect_gguf, sha256_file
+from .jsonio import KeyedJsonFile
 from .paths import cache_dir
 
 TUNING_FORMAT = "lite_align.tuning/1"
@@ -567,38 +568,12 @@ def calibrate_engine(
     return [Cell(t, n, round(tps, 2)) for (t, n), (tps, _) in found.items()]
 
 
-class TuningCache:
-    """``<cache_dir>/tuning.json``: settings by key. An unreadable file counts as empty (and is
-    rewritten on the next store); a file that cannot be written is skipped."""
+class TuningCache(KeyedJsonFile):
+    """``<cache_dir>/tuning.json``: settings by key (jsonio.KeyedJsonFile: an unreadable file counts
+    as empty and is rewritten on the next store; a file that cannot be written is skipped)."""
 
     def __init__(self, path: Path | None = None) -> None:
-        if path is None:
-            path = cache_dir() / TUNING_FILE
-        self.path = Path(path)
-
-    def _entries(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict) or data.get("format") != TUNING_FORMAT:
-            return {}
-        entries = data.get("entries")
-        return entries if isinstance(entries, dict) else {}
-
-    def get(self, key: str) -> Any:
-        return self._entries().get(key)
-
-    def put(self, key: str, value: Any) -> None:
-        entries = self._entries()
-        entries[key] = value
-        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"format": TUNING_FORMAT, "entries": entries}, indent=1) + "\n")
-            os.replace(tmp, self.path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
+        super().__init__(path if path is not None else cache_dir() / TUNING_FILE, TUNING_FORMAT)
 
 
 def _cpu_model() -> str:
