@@ -10,7 +10,8 @@ order: what a document finds cached (sentence vectors, judgements, calibrations)
 time. (Sentence vectors came out the same warm and cold when this was written.)
 
 What is compared:
-- ``exact`` documents: the text itself, after the work folder, the release subset, the release, the
+- ``exact`` documents: the text itself, after the work folder, the release subset, the release (given
+  to the CLI as ``golden-release-link``, a link in the work folder: see ``Places.LINK``), the
   project root and replay's temporary folder in it are replaced by ``<work>``, ``<subset>``,
   ``<release>``, ``<root>`` and ``<replay>``, and the values of the volatile keys (wall times, peak
   memory, judgements per second, the memory budget, dates, byte counts of files that hold timings)
@@ -95,12 +96,19 @@ class Places:
     work: Path
     release: Path  # the real release (LITE_ALIGN_PAPER_RELEASE)
 
+    # The CLI is given the release as a link in the work folder, by a relative name: a report shows
+    # the path it was given, and a path as long as wherever the release sits on this machine would
+    # change the width of the terminal report's panels (a path of fixed length keeps them as captured).
+    LINK = "golden-release-link"
+
     @property
     def subset(self) -> Path:
         return self.work / "release-subset"
 
     def replace(self, text: str) -> str:
         pairs = [
+            (str(self.work / self.LINK), "<release>"),
+            (self.LINK, "<release>"),
             (str(self.subset), "<subset>"),
             (str(self.work), "<work>"),
             (str(self.release), "<release>"),
@@ -117,7 +125,7 @@ def run_cli(places: Places, args: list[str], cache: Path, env: dict[str, str] | 
         **os.environ,
         "COLUMNS": "120",
         "LITE_ALIGN_CACHE": str(cache),
-        "LITE_ALIGN_PAPER_RELEASE": str(places.release),
+        "LITE_ALIGN_PAPER_RELEASE": places.LINK,
         **(env or {}),
     }
     res = subprocess.run([*CLI, *args], cwd=places.work, capture_output=True, text=True, timeout=900, env=full_env)
@@ -382,6 +390,9 @@ def prepare(places: Places) -> None:
     (places.work / "models.toml").write_text(REGISTRY.format(base=base, chat=chat), encoding="utf-8")
     if (places.release / "ConflictingQA" / "outputs").is_dir():
         make_subset(places.release, places.subset)
+        link = places.work / places.LINK
+        link.unlink(missing_ok=True)
+        link.symlink_to(places.release, target_is_directory=True)
 
 
 times: dict[str, float] = {}  # seconds each document took, last production

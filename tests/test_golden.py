@@ -48,3 +48,15 @@ def test_document_is_unchanged(name: str, produced: dict[str, str]) -> None:
             list(difflib.unified_diff(want.splitlines(True), got.splitlines(True), "golden", "now", n=2))[:80]
         )
         pytest.fail(f"{name} differs from tests/data/golden/{name}:\n{diff}", pytrace=False)
+
+
+def test_the_terminal_report_does_not_depend_on_where_the_release_sits(tmp_path: Path) -> None:
+    """A report shows the release's path and pads its panels to fit: the golden harness gives the
+    CLI the release by a link of fixed length, so a release elsewhere (as on CI) reads the same."""
+    far = tmp_path / ("a-much-longer-folder-name-than-any-release-path-here" * 2) / "paper-release"
+    far.parent.mkdir(parents=True)
+    far.symlink_to(release_dir().resolve(), target_is_directory=True)
+    places = Places(tmp_path / "work", far)
+    name = "release-report.txt"
+    [(_, got)] = list(produce(places, only=lambda d: d.name == name))
+    assert got == (GOLDEN / name).read_text(encoding="utf-8")
