@@ -96,6 +96,19 @@ def estimated_memory(
     return model_bytes + streams * n_ctx * cell_bytes + 4 * n_vocab * (sequences + 64) + 64 * 2**20
 
 
+def context_cells(n_ctx: int | None, n_ctx_train: int, *, kv_unified: bool = False) -> int:
+    """The cells a context of ``n_ctx`` gets (per sequence; unified: in all): llama.cpp pads to
+    256; None is the default, the model's training context up to 2,048 (unified: 16,384).
+
+    >>> context_cells(1000, 8192), context_cells(None, 8192), context_cells(None, 1024)
+    (1024, 2048, 1024)
+    """
+    if n_ctx is None:
+        default = DEFAULT_CTX_UNIFIED if kv_unified else DEFAULT_CTX_PER_SEQUENCE
+        n_ctx = min(n_ctx_train, default) if n_ctx_train > 0 else default
+    return -(-n_ctx // 256) * 256
+
+
 def sequences_within(
     budget: int,
     *,
@@ -426,12 +439,9 @@ class LlamaCppGenerator:
         self.n_ctx_train: int = llama.llama_model_n_ctx_train(model)
         self._n_prefix_slots = PREFIX_SLOTS
         self.kv_unified = kv_unified
-        if n_ctx is None:
-            default = DEFAULT_CTX_UNIFIED if kv_unified else DEFAULT_CTX_PER_SEQUENCE
-            n_ctx = min(self.n_ctx_train, default) if self.n_ctx_train > 0 else default
-        if n_ctx < 16:
+        if n_ctx is not None and n_ctx < 16:
             raise ConfigError(f"n_ctx must be at least 16, got {n_ctx}")
-        n_ctx = -(-n_ctx // 256) * 256  # llama.cpp pads contexts to 256 cells
+        n_ctx = context_cells(n_ctx, self.n_ctx_train, kv_unified=kv_unified)
         self.requested_sequences = max_sequences
         if memory_budget is not None:
             fit = sequences_within(

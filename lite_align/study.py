@@ -563,10 +563,12 @@ class Study:
         return out
 
     def _sized(self, ref: ModelRef, gen: Generator, texts: Sequence[str], budget: int) -> Generator:
-        """``gen``, or ``gen`` reopened with a larger context when the character estimate was short
-        for the prompts' real token counts (a byte-level tokenizer, say), up to the model's
-        training context; prompts still too long are fitted or skipped by ``_fits``. A context the
-        user set (``--ctx``) is kept as it is."""
+        """``gen``, or ``gen`` reopened with the context the prompts' real token counts need: larger
+        when the character estimate was short (a byte-level tokenizer, say), up to the model's
+        training context (prompts still too long are fitted or skipped by ``_fits``), and smaller
+        when it was long by 256 cells or more, since every live sequence holds a full context and
+        a smaller one lets more sequences fit the memory budget. A context the user set (``--ctx``)
+        is kept as it is."""
         limit = getattr(gen, "max_positions", None)
         if not limit or not texts or self.s.ctx:
             return gen
@@ -574,10 +576,11 @@ class Study:
         train = getattr(gen, "n_ctx_train", 0)
         if train:
             need = min(need, train)
-        if need <= limit:
+        cells = -(-need // 256) * 256
+        if need <= limit and cells + 256 > limit:
             return gen
         gen.close()
-        return self.open_generator(ref, n_ctx=-(-need // 256) * 256)
+        return self.open_generator(ref, n_ctx=cells)
 
     @staticmethod
     def _fits(gen: Generator, budget: int, ctx: int | None = None) -> Callable[[str], bool] | None:

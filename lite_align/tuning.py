@@ -18,8 +18,12 @@ The cells always include today's fixed setting (1 thread x 16 sequences), so the
 slower than it on the calibration. Explicit ``--threads N`` / ``--batch N`` fix that dimension.
 
 Memory: live sequences each hold their own KV stream (prompt + answer cells), so the number
-that fits is capped again whenever a model is opened, against ``--max-memory`` (default: 60% of
-the memory available when lite_align starts), with the context the phase actually needs.
+that fits depends on the context a phase needs, against ``--max-memory`` (default: 60% of the
+memory available when lite_align starts, and at most ``DEFAULT_WORKING_MEMORY`` beyond the
+weights). The calibration measures only numbers of sequences that fit the context it is asked
+for (no time spent on settings the run cannot use) and keeps the model's sizes with its cells: a
+later, longer context chooses among the cells already measured; a shorter one measures again
+only where speed still rose at the most sequences measured.
 
 OpenMP: llama.cpp's worker threads spin between steps unless ``OMP_WAIT_POLICY=PASSIVE`` is set
 before llama.cpp is loaded; ``prepare_threads`` sets it for any setting above one thread.
@@ -46,7 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .engine import LlamaCppGenerator, estimated_memory, sequences_within
+from .engine import LlamaCppGenerator, context_cells, estimated_memory, sequences_within
 from .errors import ConfigError
 from .generation.base import GenerationRequest, SamplingParams
 from .gguf_check import inspect_gguf, sha256_file
@@ -59,7 +63,7 @@ BASELINE = (1, 16)  # (threads, sequences): the fixed setting before calibration
 SEQUENCE_CANDIDATES = (8, 16, 24, 32, 48, 64, 96, 128)
 GPU_SEQUENCE_CANDIDATES = (160, 192, 248)  # tried beyond 128 when layers are offloaded
 CLIMB_TOLERANCE = 0.97  # stop adding sequences once a cell is below this share of the best so far
-CELL_SECONDS = 1.0  # the decode time each calibration cell aims at
+CELL_SECONDS = 0.5  # the decode time each calibration cell aims at (the fastest are measured twice)
 CELL_STEPS = (3, 12)  # fewest and most decode steps in a cell
 PROBE_CTX = 256  # cells per sequence in the calibration context
 MEMORY_SHARE = 0.6  # default --max-memory: this share of the memory available at start
@@ -419,6 +423,29 @@ def select_best(cells: Sequence[Cell]) -> Cell:
     return max(cells, key=lambda c: (c.tokens_per_s, -c.threads, -c.sequences))
 
 
+def select_within(cells: Sequence[Cell], ceiling: int) -> tuple[int, int]:
+    """The fastest setting with at most ``ceiling`` live sequences (what memory allows for the
+    context at hand). The number of sequences goes up to ``ceiling`` itself, between two measured
+    cells, when the next cell measured above it with the same threads is at least as fast: speed
+    rose all the way there. Below the fewest sequences measured, ``ceiling`` sequences with the
+    threads that were fastest there.
+
+    >>> cells = [Cell(1, 16, 100.0), Cell(2, 16, 90.0), Cell(2, 32, 150.0), Cell(2, 64, 190.0)]
+    >>> select_within(cells, 64), select_within(cells, 48), select_within(cells, 20), select_within(cells, 4)
+    ((2, 64), (2, 48), (1, 16), (1, 4))
+    """
+    fitting = [c for c in cells if c.sequences <= ceiling]
+    if not fitting:
+        fewest = min(c.sequences for c in cells)
+        return (select_best([c for c in cells if c.sequences == fewest]).threads, ceiling)
+    best = select_best(fitting)
+    above = sorted((c for c in cells if c.threads == best.threads and c.sequences > ceiling), key=lambda c: c.sequences)
+    largest = max(c.sequences for c in fitting if c.threads == best.threads)
+    if best.sequences == largest and above and above[0].tokens_per_s >= best.tokens_per_s:
+        return (best.threads, ceiling)
+    return best.setting
+
+
 def select_across(by_condition: Mapping[str, Sequence[Cell]], baseline: tuple[int, int] = BASELINE) -> tuple[int, int]:
     """One setting for several workloads (the sweep's conditions): the setting whose worst speed
     relative to ``baseline`` on the same workload is highest. The baseline scores exactly 1 on
@@ -625,7 +652,8 @@ class EngineTuner:
         self.working = None if max_memory else DEFAULT_WORKING_MEMORY
         self.cache = cache
         self.say = say or (lambda _msg: None)
-        self._settings: dict[str, EngineSettings] = {}
+        self._settings: dict[tuple[str, int | None], EngineSettings] = {}  # (path, n_ctx) -> settings
+        self._used: dict[str, EngineSettings] = {}  # path -> the settings it was last opened with
         self._capped: dict[str, int] = {}  # path -> the fewest sequences a memory cap left
 
     @classmethod
@@ -645,17 +673,20 @@ class EngineTuner:
             **kw,
         )
 
-    def settings_for(self, path: str | Path) -> EngineSettings:
-        """The settings for the model at ``path`` (calibrated on first use unless all are given)."""
-        key = str(path)
+    def settings_for(self, path: str | Path, n_ctx: int | None = None) -> EngineSettings:
+        """The settings for the model at ``path`` with a context of ``n_ctx`` cells per sequence
+        (None: the engine's default), calibrated on first use unless all are given. Live
+        sequences stay within what the memory budget allows for that context."""
+        key = (str(path), n_ctx)
         if key not in self._settings:
-            self._settings[key] = self._resolve(Path(path))
+            self._settings[key] = self._resolve(Path(path), n_ctx)
+        self._used[str(path)] = self._settings[key]
         return self._settings[key]
 
     def open(self, path: str | Path, n_ctx: int | None = None, **kw: Any) -> Any:
         """A LlamaCppGenerator with this model's settings, its live sequences capped to the memory
         budget for the context asked for."""
-        s = self.settings_for(path)
+        s = self.settings_for(path, n_ctx)
         gen = LlamaCppGenerator(
             path,
             n_ctx=n_ctx,
@@ -673,11 +704,11 @@ class EngineTuner:
 
     def has_settings(self, path: str | Path) -> bool:
         """Whether a model at ``path`` was resolved (opened, or asked about) through this tuner."""
-        return str(path) in self._settings
+        return str(path) in self._used
 
     def record(self, path: str | Path) -> dict[str, Any]:
-        """The settings of a model as the run manifest records them."""
-        s = self.settings_for(path)
+        """The settings of a model as the run manifest records them (those it was last opened with)."""
+        s = self._used.get(str(path)) or self.settings_for(path)
         out = s.to_json(with_cells=False)
         out["memory_budget_mb"] = round(self.memory / 2**20)
         if str(path) in self._capped:
@@ -704,7 +735,19 @@ class EngineTuner:
             free_bytes=free_gpu_memory(),
         )
 
-    def _resolve(self, path: Path) -> EngineSettings:
+    def _ceiling(self, model: Mapping[str, int], n_ctx: int | None) -> int:
+        """The most live sequences the memory budget allows a model (its ``model_facts``) with a
+        context of ``n_ctx`` cells (None: the engine's default)."""
+        return sequences_within(
+            self.memory,
+            model_bytes=model["bytes"],
+            cell_bytes=model["cell_bytes"],
+            n_vocab=model["n_vocab"],
+            n_ctx=context_cells(n_ctx, model["n_ctx_train"]),
+            working=self.working,
+        )
+
+    def _resolve(self, path: Path, n_ctx: int | None = None) -> EngineSettings:
 
         model_bytes = path.stat().st_size
         gpu = self._gpu_layers(path, model_bytes)
@@ -723,26 +766,49 @@ class EngineTuner:
         cache = self.cache or TuningCache()
         cached = cache.get(key)
         found = EngineSettings.from_json(cached) if isinstance(cached, Mapping) else None
-        if found is not None:
-            return replace(found, source="cached")
-        settings = self._calibrate(path, threads, seqs, gpu)
-        cache.put(key, settings.to_json())
-        return settings
+        model = cached.get("model") if isinstance(cached, Mapping) else None
+        measured_to = cached.get("ceiling") if isinstance(cached, Mapping) else None
+        if found is not None and isinstance(model, Mapping) and isinstance(measured_to, int):
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                ceiling = min(self._ceiling(model, n_ctx), max(seqs))
+                # every setting that fits now was within reach then, or speed had peaked below
+                # the memory's limit then (more sequences were measured slower): nothing to gain
+                if ceiling <= measured_to or found.sequences < measured_to:
+                    return self._within(replace(found, source="cached"), ceiling)
+        settings, model, ceiling = self._calibrate(path, threads, seqs, gpu, n_ctx)
+        cache.put(key, {**settings.to_json(), "ceiling": ceiling, "model": model})
+        return self._within(settings, ceiling)
 
-    def _calibrate(self, path: Path, threads: Sequence[int], seqs: Sequence[int], gpu: int) -> EngineSettings:
+    @staticmethod
+    def _within(settings: EngineSettings, ceiling: int) -> EngineSettings:
+        """``settings`` with the fastest measured setting that fits ``ceiling`` sequences."""
+        if not settings.cells or settings.sequences <= ceiling:
+            return settings
+        t, n = select_within(settings.cells, ceiling)
+        speed = {c.setting: c.tokens_per_s for c in settings.cells}
+        return replace(settings, threads=t, sequences=n, tokens_per_s=speed.get((t, n), settings.tokens_per_s))
+
+    def _calibrate(
+        self, path: Path, threads: Sequence[int], seqs: Sequence[int], gpu: int, n_ctx: int | None
+    ) -> tuple[EngineSettings, dict[str, int], int]:
+        """Measure the cells that fit the memory budget at ``n_ctx``; returns the settings, the
+        model's facts for later ceilings (``model_facts``) and the ceiling measured to."""
         prepare_threads(max(threads))
         t0 = time.perf_counter()
         name = path.name
-        self.say(
-            f"calibrating threads x live sequences for {name} on this machine "
-            f"(once; threads {', '.join(map(str, threads))}; sequences up to {max(seqs)})"
-        )
         gen = LlamaCppGenerator(
             path, n_ctx=PROBE_CTX, n_threads=max(threads), n_gpu_layers=gpu, max_sequences=max(seqs),
             memory_budget=self.memory, memory_working=self.working,
         )  # fmt: skip
         try:
-            fitting = tuple(n for n in seqs if n <= gen.max_sequences) or (gen.max_sequences,)
+            model = model_facts(gen)
+            ceiling = min(self._ceiling(model, n_ctx), max(seqs), gen.max_sequences)
+            fitting = tuple(n for n in seqs if n < ceiling) + (ceiling,)
+            self.say(
+                f"calibrating threads x live sequences for {name} on this machine "
+                f"(once; threads {', '.join(map(str, threads))}; sequences up to {ceiling}"
+                f"{', what memory allows' if ceiling < max(seqs) else ''})"
+            )
             cells = calibrate_engine(gen, threads, fitting, say=self.say)
         finally:
             gen.close()
@@ -764,7 +830,18 @@ class EngineTuner:
             f"{name}: {best.threads} thread{'s' if best.threads > 1 else ''} x {best.sequences} sequences, "
             f"{best.tokens_per_s:.1f} tokens/s{gain}"
         )
-        return settings
+        return settings, model, ceiling
+
+
+def model_facts(gen: LlamaCppGenerator) -> dict[str, int]:
+    """What a memory ceiling needs to know of a loaded model (kept with its calibration, so a
+    later context's ceiling needs no model loaded)."""
+    return {
+        "bytes": gen.info.size,
+        "cell_bytes": gen.kv_cell_bytes(),
+        "n_vocab": gen.n_vocab,
+        "n_ctx_train": gen.n_ctx_train,
+    }
 
 
 __all__ = [
@@ -778,6 +855,7 @@ __all__ = [
     "cpu_budget",
     "select_across",
     "select_best",
+    "select_within",
     "estimated_memory",
     "now",
     "sequences_within",

@@ -174,3 +174,39 @@ def test_peak_memory_is_the_programs_own_not_its_parents() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert 5 < float(out) < 200
     del ballast
+
+
+def test_a_context_the_character_estimate_oversized_is_reopened_smaller(tmp_path: Path) -> None:
+    """Every live sequence holds a whole context, so a context larger than the prompts' real
+    token counts need costs sequences: the model is reopened with what the tokens need."""
+
+    class WordTokens(FakeGenerator):  # a token per word: far fewer tokens than the estimate's chars / 3
+        def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
+            return [len(w) for w in text.split()]
+
+        @property
+        def max_positions(self) -> int | None:
+            return self.n_ctx
+
+    opened: list[tuple[str, int | None]] = []
+    log: list[tuple[str, Any]] = []
+
+    def opener(ref: ModelRef, n_ctx: int | None = None) -> FakeGenerator:
+        opened.append((ref.name, n_ctx))
+        return WordTokens(ref.name, log, n_ctx)
+
+    plan = make_plan(parse_conditions("base"))
+    wordy = Prompt(4, "alignment " * 300)  # 3,000 characters, 300 tokens
+    plan = StudyPlan(
+        plan.settings,
+        PromptSet("t", (*PROMPTS.prompts, wordy), "mem", "y"),
+        plan.texts,
+        plan.base,
+        plan.chat,
+        plan.summarizer,
+    )
+    Study(plan, RunStore(tmp_path / "run", {"x": 1}), opener, embed_prompts=FakeEmbedder().embed).run()
+    base = [n for name, n in opened if name == "B"]
+    assert len(base) == 2 and base[0] is not None and base[1] is not None
+    assert base[0] >= 1024 and base[1] == 512  # 300 prompt tokens and a few more + 8 to write, in 256s
+    assert any("alignment alignment" in req.prompt for name, req in log if name == "B")  # and it was asked

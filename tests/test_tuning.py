@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import doctest
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -346,3 +346,44 @@ def test_onnx_threads_pick_the_fastest_and_cache_it(tmp_path: Path) -> None:
     slower = TuningCache(tmp_path / "u.json")
     assert onnx_threads(_Onnx(), slower, budget=four, measure=lambda _e, _t: {1: 1.0, 2: 1.5, 4: 3.0}) == 1
     assert onnx_threads(_Onnx(), cache, budget=CpuBudget(2, 1, 1), measure=measure) == 1 and len(calls) == 1
+
+
+def test_calibration_measures_only_what_memory_allows_and_is_reused_within_it(
+    tiny_base_gguf: Path, tmp_path: Path
+) -> None:
+    """The context a phase needs decides how many sequences fit: the calibration stops there, a
+    smaller ceiling (a longer context) reuses its cells, a larger one (a shorter context) measures again."""
+    with LlamaCppGenerator(tiny_base_gguf, n_ctx=256, max_sequences=8) as gen:
+        facts = tuning.model_facts(gen)
+    args = {"model_bytes": facts["bytes"], "cell_bytes": facts["cell_bytes"], "n_vocab": facts["n_vocab"]}
+    budget = tuning.estimated_memory(24, n_ctx=4096, **args)
+    option = f"{budget // 1024}k"  # --max-memory as a user writes it (rounded down: 23 or 24 fit)
+    ceiling = {n_ctx: sequences_within(budget // 1024 * 1024, n_ctx=n_ctx, **args) for n_ctx in (2048, 4096, 8192)}
+    assert ceiling[8192] < ceiling[4096] < ceiling[2048] < 128
+    cache = TuningCache(tmp_path / "tuning.json")
+    said: list[str] = []
+    first = EngineTuner(max_memory=option, cache=cache, say=said.append).settings_for(tiny_base_gguf, 4096)
+    assert first.source == "calibrated" and "what memory allows" in said[0]
+    assert max(c.sequences for c in first.cells) == ceiling[4096] and first.sequences <= ceiling[4096]
+    longer = EngineTuner(max_memory=option, cache=cache).settings_for(tiny_base_gguf, 8192)
+    assert longer.source == "cached" and longer.sequences <= ceiling[8192]
+    assert (longer.threads, longer.sequences) == tuning.select_within(first.cells, ceiling[8192])
+    # a shorter context allows more sequences than were measured: measured again only where speed
+    # still rose at the most measured (here made so by editing the cached cells), else reused
+    [(key, entry)] = cache.entries().items()
+
+    def cached_with(speed: Callable[[int], float]) -> None:
+        cells = [{**c, "tokens_per_s": speed(c["sequences"])} for c in entry["cells"]]
+        best = max(cells, key=lambda c: c["tokens_per_s"])
+        cache.put(key, {**entry, "cells": cells, "threads": best["threads"], "sequences": best["sequences"]})
+
+    cached_with(lambda n: 100.0 - abs(n - 16))  # peaked at 16, below the ceiling measured
+    peaked = EngineTuner(max_memory=option, cache=cache).settings_for(tiny_base_gguf, 2048)
+    assert peaked.source == "cached" and peaked.sequences == 16
+    cached_with(lambda n: float(n))  # still rising at the ceiling
+    shorter = EngineTuner(max_memory=option, cache=cache).settings_for(tiny_base_gguf, 2048)
+    assert shorter.source == "calibrated" and max(c.sequences for c in shorter.cells) == ceiling[2048]
+    tuner = EngineTuner(max_memory=option, cache=cache)
+    with tuner.open(tiny_base_gguf, n_ctx=4096) as gen:
+        assert gen.max_sequences == tuner.record(tiny_base_gguf)["sequences"] <= ceiling[4096]
+        assert "sequences_within_memory" not in tuner.record(tiny_base_gguf)  # chosen within it, not cut
