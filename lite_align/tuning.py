@@ -655,6 +655,7 @@ class EngineTuner:
         self._settings: dict[tuple[str, int | None], EngineSettings] = {}  # (path, n_ctx) -> settings
         self._used: dict[str, EngineSettings] = {}  # path -> the settings it was last opened with
         self._capped: dict[str, int] = {}  # path -> the fewest sequences a memory cap left
+        self._calibrated: set[str] = set()  # cache keys measured by this tuner (this run)
 
     @classmethod
     def from_options(
@@ -774,9 +775,11 @@ class EngineTuner:
                 # every setting that fits now was within reach then, or speed had peaked below
                 # the memory's limit then (more sequences were measured slower): nothing to gain
                 if ceiling <= measured_to or found.sequences < measured_to:
-                    return self._within(replace(found, source="cached"), ceiling)
+                    source = "calibrated" if key in self._calibrated else "cached"
+                    return self._within(replace(found, source=source), ceiling)
         settings, model, ceiling = self._calibrate(path, threads, seqs, gpu, n_ctx)
         cache.put(key, {**settings.to_json(), "ceiling": ceiling, "model": model})
+        self._calibrated.add(key)
         return self._within(settings, ceiling)
 
     @staticmethod

@@ -362,9 +362,14 @@ def test_calibration_measures_only_what_memory_allows_and_is_reused_within_it(
     assert ceiling[8192] < ceiling[4096] < ceiling[2048] < 128
     cache = TuningCache(tmp_path / "tuning.json")
     said: list[str] = []
-    first = EngineTuner(max_memory=option, cache=cache, say=said.append).settings_for(tiny_base_gguf, 4096)
+    run = EngineTuner(max_memory=option, cache=cache, say=said.append)
+    first = run.settings_for(tiny_base_gguf, 4096)
     assert first.source == "calibrated" and "what memory allows" in said[0]
+    assert run.settings_for(tiny_base_gguf, 8192).source == "calibrated"  # by this run, from its cells
     assert max(c.sequences for c in first.cells) == ceiling[4096] and first.sequences <= ceiling[4096]
+    same_run = EngineTuner(max_memory=option, cache=cache)
+    same_run.settings_for(tiny_base_gguf, 4096)
+    assert same_run.settings_for(tiny_base_gguf, 8192).source == "cached"  # measured by an earlier run
     longer = EngineTuner(max_memory=option, cache=cache).settings_for(tiny_base_gguf, 8192)
     assert longer.source == "cached" and longer.sequences <= ceiling[8192]
     assert (longer.threads, longer.sequences) == tuning.select_within(first.cells, ceiling[8192])
