@@ -40,6 +40,12 @@ def make_plan(conditions: tuple[str, ...], samples: int = 3) -> StudyPlan:
     )
 
 
+def with_prompt(plan: StudyPlan, prompt: Prompt) -> StudyPlan:
+    """``plan`` with one more prompt in its prompt set."""
+    prompts = PromptSet("t", (*PROMPTS.prompts, prompt), "mem", "y")
+    return StudyPlan(plan.settings, prompts, plan.texts, plan.base, plan.chat, plan.summarizer)
+
+
 def run_study(tmp_path: Path, conditions: tuple[str, ...]) -> tuple[Study, list[tuple[str, Any]]]:
     log: list[tuple[str, Any]] = []
 
@@ -112,16 +118,7 @@ def test_prompts_too_long_lose_examples_then_are_skipped(tmp_path: Path) -> None
 
     log: list[tuple[str, Any]] = []
     store = RunStore(tmp_path / "run", {"x": 1})
-    plan = make_plan(parse_conditions("base,icl-random"))
-    long_prompt = Prompt(4, "Why? " * 40)
-    plan = StudyPlan(
-        plan.settings,
-        PromptSet("t", (*PROMPTS.prompts, long_prompt), "mem", "y"),
-        plan.texts,
-        plan.base,
-        plan.chat,
-        plan.summarizer,
-    )
+    plan = with_prompt(make_plan(parse_conditions("base,icl-random")), Prompt(4, "Why? " * 40))
     study = Study(plan, store, lambda ref, n_ctx=None: ShortContext(ref.name, log), embed_prompts=FakeEmbedder().embed)
     study.run()
     fits = Study._fits(ShortContext("B", []), 8)
@@ -195,16 +192,7 @@ def test_a_context_the_character_estimate_oversized_is_reopened_smaller(tmp_path
         opened.append((ref.name, n_ctx))
         return WordTokens(ref.name, log, n_ctx)
 
-    plan = make_plan(parse_conditions("base"))
-    wordy = Prompt(4, "alignment " * 300)  # 3,000 characters, 300 tokens
-    plan = StudyPlan(
-        plan.settings,
-        PromptSet("t", (*PROMPTS.prompts, wordy), "mem", "y"),
-        plan.texts,
-        plan.base,
-        plan.chat,
-        plan.summarizer,
-    )
+    plan = with_prompt(make_plan(parse_conditions("base")), Prompt(4, "alignment " * 300))  # 3,000 chars, 300 tokens
     Study(plan, RunStore(tmp_path / "run", {"x": 1}), opener, embed_prompts=FakeEmbedder().embed).run()
     base = [n for name, n in opened if name == "B"]
     assert len(base) == 2 and base[0] is not None and base[1] is not None
