@@ -366,7 +366,9 @@ def test_calibration_measures_only_what_memory_allows_and_is_reused_within_it(
     first = run.settings_for(tiny_base_gguf, 4096)
     assert first.source == "calibrated" and "what memory allows" in said[0]
     assert run.settings_for(tiny_base_gguf, 8192).source == "calibrated"  # by this run, from its cells
-    assert max(c.sequences for c in first.cells) == ceiling[4096] and first.sequences <= ceiling[4096]
+    # up to the ceiling (the climb may stop below it where more sequences measure slower)
+    assert f"sequences up to {ceiling[4096]}, what memory allows" in said[0]
+    assert max(c.sequences for c in first.cells) <= ceiling[4096] and first.sequences <= ceiling[4096]
     same_run = EngineTuner(max_memory=option, cache=cache)
     same_run.settings_for(tiny_base_gguf, 4096)
     assert same_run.settings_for(tiny_base_gguf, 8192).source == "cached"  # measured by an earlier run
@@ -386,8 +388,10 @@ def test_calibration_measures_only_what_memory_allows_and_is_reused_within_it(
     peaked = EngineTuner(max_memory=option, cache=cache).settings_for(tiny_base_gguf, 2048)
     assert peaked.source == "cached" and peaked.sequences == 16
     cached_with(lambda n: float(n))  # still rising at the ceiling
-    shorter = EngineTuner(max_memory=option, cache=cache).settings_for(tiny_base_gguf, 2048)
-    assert shorter.source == "calibrated" and max(c.sequences for c in shorter.cells) == ceiling[2048]
+    said.clear()
+    shorter = EngineTuner(max_memory=option, cache=cache, say=said.append).settings_for(tiny_base_gguf, 2048)
+    assert shorter.source == "calibrated" and f"sequences up to {ceiling[2048]}, what memory allows" in said[0]
+    assert max(c.sequences for c in shorter.cells) <= ceiling[2048]
     tuner = EngineTuner(max_memory=option, cache=cache)
     with tuner.open(tiny_base_gguf, n_ctx=4096) as gen:
         assert gen.max_sequences == tuner.record(tiny_base_gguf)["sequences"] <= ceiling[4096]
