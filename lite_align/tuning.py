@@ -746,6 +746,9 @@ class EngineTuner:
             n_vocab=model["n_vocab"],
             n_ctx=context_cells(n_ctx, model["n_ctx_train"]),
             working=self.working,
+            # facts cached before sliding windows were counted hold every layer in cell_bytes
+            window_cell_bytes=model.get("window_cell_bytes", 0),
+            window_cells=model.get("window_cells", 0),
         )
 
     def _resolve(self, path: Path, n_ctx: int | None = None) -> EngineSettings:
@@ -841,7 +844,7 @@ def model_facts(gen: LlamaCppGenerator) -> dict[str, int]:
     later context's ceiling needs no model loaded)."""
     return {
         "bytes": gen.info.size,
-        "cell_bytes": gen.kv_cell_bytes(),
+        **gen.kv_layout(),
         "n_vocab": gen.n_vocab,
         "n_ctx_train": gen.n_ctx_train,
     }

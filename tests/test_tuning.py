@@ -5,7 +5,10 @@ model, the tuner and the memory cap on a tiny GGUF, and the onnxruntime thread c
 from __future__ import annotations
 
 import doctest
+import json
 import math
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,11 +16,14 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from needs import unavailable
 
+import lite_align.engine as engine
 import lite_align.tuning as tuning
 from lite_align.embed import onnx_threads
 from lite_align.engine import GenerationRequest, GenerationResult, LlamaCppGenerator
 from lite_align.errors import ConfigError
+from lite_align.registry import load_registry, locate
 from lite_align.tuning import (
     BASELINE,
     Cell,
@@ -279,7 +285,9 @@ def test_a_damaged_cache_is_recalibrated(tiny_base_gguf: Path, tmp_path: Path) -
 
 def test_memory_budget_caps_live_sequences(tiny_base_gguf: Path) -> None:
     with LlamaCppGenerator(tiny_base_gguf, n_ctx=1024, max_sequences=64) as free:
-        cell = free.kv_cell_bytes()
+        layout = free.kv_layout()
+        cell = layout["cell_bytes"]
+        assert layout["window_cell_bytes"] == layout["window_cells"] == 0  # a llama: no sliding window
         assert free.max_sequences == 64 and cell == 2 * 2 * 16 * 2 * 2  # layers x kv heads x (k + v dims) x f16
         need = tuning.estimated_memory(
             64, model_bytes=free.info.size, cell_bytes=cell, n_vocab=free.n_vocab, n_ctx=1024
@@ -300,7 +308,7 @@ def test_default_working_memory_caps_sequences_but_never_below_sixteen(tiny_base
     assert EngineTuner(batch=64, threads=1).working == tuning.DEFAULT_WORKING_MEMORY
     assert EngineTuner(batch=64, threads=1, max_memory="64G").working is None
     with LlamaCppGenerator(tiny_base_gguf, n_ctx=1024, max_sequences=64) as free:
-        cell, size, vocab = free.kv_cell_bytes(), free.info.size, free.n_vocab
+        cell, size, vocab = free.kv_layout()["cell_bytes"], free.info.size, free.n_vocab
     args = {"model_bytes": size, "cell_bytes": cell, "n_vocab": vocab, "n_ctx": 1024}
     working = tuning.estimated_memory(40, **args) - size  # room for 40 sequences beyond the weights
     with LlamaCppGenerator(
@@ -396,3 +404,44 @@ def test_calibration_measures_only_what_memory_allows_and_is_reused_within_it(
     with tuner.open(tiny_base_gguf, n_ctx=4096) as gen:
         assert gen.max_sequences == tuner.record(tiny_base_gguf)["sequences"] <= ceiling[4096]
         assert "sequences_within_memory" not in tuner.record(tiny_base_gguf)  # chosen within it, not cut
+
+
+def test_engine_docstring_examples_hold() -> None:
+    assert doctest.testmod(engine).failed == 0
+
+
+MEASURE_CONTEXT = """
+import json, os, sys
+from lite_align.engine import LlamaCppGenerator, estimated_memory
+path, n_ctx, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+gen = LlamaCppGenerator(path, n_ctx=n_ctx, n_threads=1, max_sequences=n)
+rss = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmRSS:"))
+est = estimated_memory(n, model_bytes=gen.info.size, n_vocab=gen.n_vocab, n_ctx=n_ctx, **gen.kv_layout())
+print(json.dumps({"rss": rss, "estimate": est, "layout": gen.kv_layout()}))
+"""
+
+
+@pytest.mark.real_models
+def test_memory_estimate_counts_gemmas_sliding_window_layers() -> None:
+    """Gemma-3 keeps 15 of its 18 layers to a 512-token window: at a long context the estimate
+    must follow the memory llama.cpp really takes per sequence (counting every layer at full
+    context overstated it ~2x, which cost the paper preset half its live sequences)."""
+    path = locate(load_registry().model("gemma-3-270m"))
+    if path is None:
+        unavailable("the embedded model gemma-3-270m is not installed", "run ./install.sh")
+
+    def measure(n: int) -> dict[str, Any]:
+        res = subprocess.run(
+            [sys.executable, "-c", MEASURE_CONTEXT, str(path), "3072", str(n)],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr[-2000:]
+        return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+
+    few, many = measure(8), measure(40)
+    layout = few["layout"]
+    assert layout["window_cells"] == 1024 and layout["window_cell_bytes"] == 5 * layout["cell_bytes"]
+    per_sequence = (many["rss"] - few["rss"]) / 32
+    estimated = (many["estimate"] - few["estimate"]) / 32
+    assert 0.8 < estimated / per_sequence < 1.25, (estimated, per_sequence)
+    assert many["rss"] < 1.1 * many["estimate"]  # still an upper bound, give or take the allocator
