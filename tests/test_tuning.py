@@ -411,13 +411,14 @@ def test_engine_docstring_examples_hold() -> None:
 
 
 MEASURE_CONTEXT = """
-import json, os, sys
+import json, sys
 from lite_align.engine import LlamaCppGenerator, estimated_memory
 path, n_ctx, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 gen = LlamaCppGenerator(path, n_ctx=n_ctx, n_threads=1, max_sequences=n)
 rss = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmRSS:"))
-est = estimated_memory(n, model_bytes=gen.info.size, n_vocab=gen.n_vocab, n_ctx=n_ctx, **gen.kv_layout())
-print(json.dumps({"rss": rss, "estimate": est, "layout": gen.kv_layout()}))
+layout = gen.kv_layout()
+est = estimated_memory(n, model_bytes=gen.info.size, n_vocab=gen.n_vocab, n_ctx=n_ctx, **layout)
+print(json.dumps({"rss": rss, "estimate": est, "layout": layout}))
 """
 
 
