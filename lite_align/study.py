@@ -214,6 +214,27 @@ def _params(temperature: float, settings: StudySettings, max_tokens: int, stop: 
     )
 
 
+def twins_together(requests: Sequence[Any]) -> list[Any]:
+    """``requests`` (keys: :class:`RequestKey`) reordered so that a prompt's request in a greedy
+    condition directly follows its sampled twin's: the two prompts are the same text, and the
+    engine reads a prompt once for requests admitted together (the other gets a copy). Otherwise
+    the order is kept: conditions in their first order, prompts by id within them.
+
+    >>> req = lambda c, p: _request(RequestKey("", p, (0,), c, "m"), "text", [0], None)
+    >>> out = twins_together([req("base", 0), req("base", 1), req("base-greedy", 0)])
+    >>> [(r.key.condition, r.key.prompt_id) for r in out]
+    [('base', 0), ('base-greedy', 0), ('base', 1)]
+    """
+    groups: dict[str, int] = {}
+    for r in requests:
+        groups.setdefault(sampled_twin(r.key.condition), len(groups))
+
+    def place(r: Any) -> tuple[int, int, bool]:
+        return groups[sampled_twin(r.key.condition)], r.key.prompt_id, is_greedy(r.key.condition)
+
+    return sorted(requests, key=place)
+
+
 def _request(key: Any, prompt: str, seeds: Sequence[int], params: Any, prefix: str = "") -> Any:
 
     return GenerationRequest(key=key, prompt=prompt, seeds=tuple(seeds), params=params, prefix=prefix)
@@ -398,7 +419,7 @@ class Study:
                 seed_tag="static",
                 fits=fits,
             )
-        return reqs
+        return twins_together(reqs)
 
     def _longest_query(self) -> int:
         return max(len(t) for t in [*self.plan.prompt_set.texts(), *self.plan.texts.static_queries])
@@ -639,7 +660,7 @@ class Study:
                 (fmt.FENCE,),
                 prefix=prefix,
             )
-        return reqs
+        return twins_together(reqs)
 
     def _preflight(self, gen: Generator) -> None:
         """A few short samples at the run's temperature: identical samples mean a broken sampler

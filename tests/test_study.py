@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import doctest
 from pathlib import Path
 from typing import Any
 
 from fakes import FakeEmbedder, FakeGenerator
 
+import lite_align.study as study_module
 from lite_align.conditions import ALL_CONDITIONS, parse_conditions
 from lite_align.data import Prompt, PromptSet
 from lite_align.prompts import PromptTexts
@@ -76,6 +78,22 @@ def test_every_condition_is_generated_in_order(tmp_path: Path) -> None:
     chat = st.samples("chat")
     assert {s.seed for s in chat} == {derive_seed(7, s.prompt_id, s.sample_index) for s in chat}
     assert len({s.seed for s in chat}) == len(chat)
+
+
+def test_a_greedy_request_follows_its_sampled_twin_with_the_same_prompt(tmp_path: Path) -> None:
+    # the engine reads a prompt once for identical prompts admitted together: twins are sent adjacent
+    _, log = run_study(tmp_path, ALL_CONDITIONS)
+    sent = [r for _, r in log if r.key != ("preflight",)]
+    greedy = [i for i, r in enumerate(sent) if r.key.condition.endswith("-greedy")]
+    assert len(greedy) == 6 * len(PROMPTS.prompts)  # chat and five base conditions
+    for i in greedy:
+        before, twin = sent[i - 1], sent[i]
+        assert before.key.condition == twin.key.condition.removesuffix("-greedy")
+        assert (before.key.prompt_id, before.prompt) == (twin.key.prompt_id, twin.prompt)
+
+
+def test_the_study_modules_examples_hold() -> None:
+    assert doctest.testmod(study_module).failed == 0
 
 
 def test_in_context_prompts_use_the_teachers_answers(tmp_path: Path) -> None:
