@@ -165,7 +165,15 @@ class PreparedRun:
 def engine_tuner(opts: RunOptions, say: Any = None) -> Any:
     """The options' threads, batch, GPU layers and memory budget, checked (a bad value is a
     one-line ConfigError) and ready to resolve per model (see lite_align.tuning)."""
-    return EngineTuner.from_options(opts.threads, opts.batch, opts.gpu_layers, opts.max_memory, say=say)
+    preset = PRESETS.get(opts.preset)
+    return EngineTuner.from_options(
+        opts.threads,
+        opts.batch,
+        opts.gpu_layers,
+        opts.max_memory,
+        working_memory=preset.working_memory if preset else None,
+        say=say,
+    )
 
 
 def prepare(opts: RunOptions) -> PreparedRun:

@@ -642,6 +642,7 @@ class EngineTuner:
         batch: int | None = None,
         gpu_layers: int | None = None,
         max_memory: str | None = None,
+        working_memory: int | None = None,
         cache: TuningCache | None = None,
         say: Callable[[str], None] | None = None,
     ) -> None:
@@ -649,7 +650,8 @@ class EngineTuner:
         self.batch = batch
         self.gpu_layers = gpu_layers
         self.memory = memory_budget(max_memory)
-        self.working = None if max_memory else DEFAULT_WORKING_MEMORY
+        # without --max-memory, the working-memory cap: the caller's (a preset's) or the default
+        self.working = None if max_memory else (working_memory or DEFAULT_WORKING_MEMORY)
         self.cache = cache
         self.say = say or (lambda _msg: None)
         self._settings: dict[tuple[str, int | None], EngineSettings] = {}  # (path, n_ctx) -> settings

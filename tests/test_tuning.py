@@ -322,6 +322,18 @@ def test_default_working_memory_caps_sequences_but_never_below_sixteen(tiny_base
     assert sequences_within(tuning.estimated_memory(8, **args), working=1, **args) == 8  # the budget still rules
 
 
+def test_the_paper_preset_allows_more_working_memory_than_the_quick_study() -> None:
+    """The paper preset's in-context prompts need ~2.5k cells per sequence: it runs with a larger
+    working-memory cap; the quick study keeps the default (its 2 GB target); --max-memory rules both."""
+    from lite_align.conditions import PRESETS
+    from lite_align.runner import RunOptions, engine_tuner
+
+    paper = engine_tuner(RunOptions(preset="paper")).working
+    assert paper == PRESETS["paper"].working_memory > tuning.DEFAULT_WORKING_MEMORY
+    assert engine_tuner(RunOptions(preset="quick")).working == tuning.DEFAULT_WORKING_MEMORY
+    assert engine_tuner(RunOptions(preset="paper", max_memory="3G")).working is None
+
+
 def test_set_parallelism_checks_its_bounds(tiny_base_gguf: Path) -> None:
     with LlamaCppGenerator(tiny_base_gguf, n_ctx=256, max_sequences=8) as gen:
         gen.set_parallelism(n_threads=2, max_sequences=3)
