@@ -368,7 +368,7 @@ class _Request:
     logits: np.ndarray | None = None  # after the last prompt token
     seconds: float = 0.0  # prompt reading time, shared among the samples
     grammar: Any = None  # llama_sampler of the parsed grammar, cloned for each sample
-    twin_of: _Request | None = None  # a request with the same prompt tokens, read for both
+    twin_of: _Request | None = None  # a request with the same prompt text, read for both
 
     @property
     def n_samples(self) -> int:
@@ -905,7 +905,7 @@ class LlamaCppGenerator:
         self, request: GenerationRequest, *, nothing_running: bool, reading: Sequence[_Request] = ()
     ) -> _Request | None:
         """Tokenise a request and reserve KV cells for its prompt and its first sample, or None
-        when the cells are not free yet. A request whose prompt tokens equal those of one in
+        when the cells are not free yet. A request whose prompt text equals that of one in
         ``reading`` (waiting or just admitted, its anchor still held) becomes its twin: the
         prompt is read once and copied (a sampled condition and its greedy twin, say)."""
         tokens = self.check(request)

@@ -19,11 +19,12 @@ slower than it on the calibration. Explicit ``--threads N`` / ``--batch N`` fix 
 
 Memory: live sequences each hold their own KV stream (prompt + answer cells), so the number
 that fits depends on the context a phase needs, against ``--max-memory`` (default: 60% of the
-memory available when lite_align starts, and at most ``DEFAULT_WORKING_MEMORY`` beyond the
-weights). The calibration measures only numbers of sequences that fit the context it is asked
-for (no time spent on settings the run cannot use) and keeps the model's sizes with its cells: a
-later, longer context chooses among the cells already measured; a shorter one measures again
-only where speed still rose at the most sequences measured.
+memory available when lite_align starts, and at most ``DEFAULT_WORKING_MEMORY``, or the
+preset's ``working_memory``, beyond the weights). The calibration measures only numbers of
+sequences that fit the context it is asked for (no time spent on settings the run cannot use)
+and keeps the model's sizes with its cells: a later, longer context chooses among the cells
+already measured; a shorter one measures again only where speed still rose at the most
+sequences measured.
 
 OpenMP: llama.cpp's worker threads spin between steps unless ``OMP_WAIT_POLICY=PASSIVE`` is set
 before llama.cpp is loaded; ``prepare_threads`` sets it for any setting above one thread.
