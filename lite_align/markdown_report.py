@@ -180,23 +180,51 @@ _SOURCES = {"calibrated": "calibrated here", "cached": "calibrated here before",
 
 
 def engine_text(engine: Any) -> str:
-    """A run's ``engine`` record (role -> threads, sequences, ...) as one line; "" when absent."""
+    """A run's ``engine`` record (role -> threads, sequences, ...) as one line; "" when absent.
+    Where the record has the study's ``phases``, the line shows the context and live sequences
+    each phase ran with; older records show the chosen number.
+
+    >>> engine_text({"chat": {"model": "c", "threads": 2, "sequences": 128, "sequences_within_memory": 24,
+    ...     "phases": {"teacher": {"cells": 2048, "sequences": 82}, "summarizer": {"cells": 3072, "sequences": 24}}}})
+    'chat c: 2 threads × 82 sequences at 2,048 cells (teacher), 24 at 3,072 (summarizer), memory-capped from 128'
+    """
     if not isinstance(engine, Mapping):
         return ""
     parts = []
     for role, e in engine.items():
         if not isinstance(e, Mapping):
             continue
-        t, n = e.get("threads"), e.get("sequences")
-        text = f"{role} {e.get('model', '')}: {t} thread{'s' if t != 1 else ''} × {n} sequences"
-        capped = e.get("sequences_within_memory")
-        if capped:
-            text += f" (≤{capped} within the memory budget)"
+        t = e.get("threads")
+        text = f"{role} {e.get('model', '')}: {t} thread{'s' if t != 1 else ''} × {_sequences_text(e)}"
         if e.get("gpu_layers"):
             text += f", {e['gpu_layers']} GPU layers"
         source = _SOURCES.get(str(e.get("source")), "")
         parts.append(text + (f" ({source})" if source else ""))
     return "; ".join(parts)
+
+
+def _sequences_text(e: Mapping[str, Any]) -> str:
+    capped = e.get("sequences_within_memory")
+    phases = e.get("phases")
+    ran = [(k, v) for k, v in phases.items() if isinstance(v, Mapping)] if isinstance(phases, Mapping) else []
+    if not ran:
+        return f"{e.get('sequences')} sequences" + (f" (≤{capped} within the memory budget)" if capped else "")
+    texts = []
+    for i, (phase, r) in enumerate(ran):
+        text = f"{r.get('sequences')}{' sequences' if i == 0 else ''} at {_thousands(r.get('cells'))}"
+        text += (" cells" if i == 0 else "") + (f" ({phase})" if len(ran) > 1 else "")
+        texts.append(text)
+    chosen = e.get("sequences")
+    capped_here = isinstance(chosen, int) and any(_below(r.get("sequences"), chosen) for _, r in ran)
+    return ", ".join(texts) + (f", memory-capped from {chosen}" if capped_here else "")
+
+
+def _below(value: Any, limit: int) -> bool:
+    return isinstance(value, int) and value < limit
+
+
+def _thousands(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def _family_note(models: Mapping[str, Mapping[str, Any]]) -> str:

@@ -307,8 +307,14 @@ def open_llama(opts: RunOptions, tuner: Any = None) -> Any:
     return study_opener(tuner if tuner is not None else engine_tuner(opts))
 
 
-def engine_record(prep: PreparedRun) -> dict[str, Any]:
-    """Per role, the settings its llama.cpp model ran with (only models the tuner opened)."""
+# the study's phases (its engine_timings keys, "phase:model") and the role whose model runs each
+PHASE_ROLES = {"teacher": "chat", "summarizer": "summarizer", "base": "base"}
+
+
+def engine_record(prep: PreparedRun, phases: Mapping[str, Mapping[str, int]] | None = None) -> dict[str, Any]:
+    """Per role, the settings its llama.cpp model ran with (only models the tuner opened), and
+    ``phases``: per study phase that ran now, the context (cells per sequence) and the live
+    sequences it ran with (``phases`` keyed like the study's engine timings, "teacher:NAME")."""
     tuner = prep.tuner
     if tuner is None:
         return {}
@@ -317,6 +323,13 @@ def engine_record(prep: PreparedRun) -> dict[str, Any]:
         path = rec.get("path")
         if path and tuner.has_settings(path):
             out[role] = {"model": rec.get("name"), **tuner.record(path)}
+    for key, ran in (phases or {}).items():
+        phase = key.split(":", 1)[0]
+        role = PHASE_ROLES.get(phase, "")
+        if role == "summarizer" and role not in prep.models:  # the chat model summarises
+            role = "chat"
+        if role in out:
+            out[role].setdefault("phases", {})[phase] = dict(ran)
     return out
 
 
@@ -401,7 +414,7 @@ def execute(
                 "total_s": round(time.perf_counter() - t0, 3),
             }
             store.write_results(results)  # before "complete": a complete run always has its results
-            engine = engine_record(prep)
+            engine = engine_record(prep, summary["engine_phases"])
             store.update_manifest(
                 timings=timings,
                 **({"engine": engine} if engine else {}),

@@ -259,6 +259,7 @@ class Study:
         self.embed_prompts = embed_prompts
         self.timings: dict[str, float] = {}
         self.engine_timings: dict[str, dict[str, float]] = {}
+        self.engine_phases: dict[str, dict[str, int]] = {}  # phase key -> cells and live sequences
         self.skipped: list[dict[str, Any]] = []
         self.dropped_examples: dict[str, int] = {}
         self.peak_rss_mb: dict[str, float] = {}  # the process's peak so far, after each phase
@@ -360,7 +361,7 @@ class Study:
             gen = self._sized(plan.chat, gen, [chat_prompt(q) for q in queries], s.max_tokens)
             reqs = self._teacher_requests(conds, chat_prompt, self._fits(gen, s.max_tokens, s.ctx))
             self._run(gen, Path(), TEACHER, chat_name, reqs, f"teacher {chat_name}")
-            self.engine_timings[f"teacher:{chat_name}"] = dict(gen.timings)
+            self._record_engine(f"teacher:{chat_name}", gen)
         finally:
             if not needs_summary or plan.summarizer.path != plan.chat.path:
                 gen.close()
@@ -447,7 +448,7 @@ class Study:
             fits = self._fits(gen, s.summary_max_tokens, s.ctx)
             reqs = self._summary_requests(req_text, fits, teacher0, statics)
             self._run(gen, Path(), "summary", plan.summarizer.name, reqs, f"summaries {plan.summarizer.name}")
-            self.engine_timings[f"summarizer:{plan.summarizer.name}"] = dict(gen.timings)
+            self._record_engine(f"summarizer:{plan.summarizer.name}", gen)
         finally:
             gen.close()
 
@@ -631,7 +632,7 @@ class Study:
             self._preflight(gen)
             reqs = self._base_requests(conds, self._fits(gen, s.max_tokens, s.ctx), inputs)
             self._run(gen, Path(), "base", plan.base.name, reqs, f"base {plan.base.name}")
-            self.engine_timings[f"base:{plan.base.name}"] = dict(gen.timings)
+            self._record_engine(f"base:{plan.base.name}", gen)
         finally:
             gen.close()
 
@@ -742,10 +743,19 @@ class Study:
             out[pid] = missing
         return out
 
+    def _record_engine(self, key: str, gen: Generator) -> None:
+        """A phase's engine time split and, for a local llama.cpp model, the context (cells per
+        sequence) and live sequences it ran with after the memory budget's cap."""
+        self.engine_timings[key] = dict(gen.timings)
+        cells, sequences = getattr(gen, "n_ctx", None), getattr(gen, "max_sequences", None)
+        if isinstance(cells, int) and isinstance(sequences, int):
+            self.engine_phases[key] = {"cells": cells, "sequences": sequences}
+
     def summary(self) -> dict[str, Any]:
         return {
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "engine_timings": {k: {kk: round(vv, 3) for kk, vv in v.items()} for k, v in self.engine_timings.items()},
+            "engine_phases": {k: dict(v) for k, v in self.engine_phases.items()},
             "generated_now": self.generated,
             "skipped": self.skipped,
             "dropped_examples": self.dropped_examples,

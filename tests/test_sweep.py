@@ -83,7 +83,39 @@ def test_run_records_threads_and_batch(tiny_base_gguf: Path, tiny_chat_gguf: Pat
     e = json.loads((given / "manifest.json").read_text())["engine"]["base"]
     assert (e["threads"], e["sequences"], e["source"], e["memory_budget_mb"]) == (1, 4, "given", 2048)
     md = run_cli("report", str(given), "--format", "markdown", env=env)
-    assert "**engine**: base tiny-base: 1 thread × 4 sequences (as given)" in md.stdout
+    assert "**engine**: base tiny-base: 1 thread × 4 sequences at " in md.stdout and "cells (as given)" in md.stdout
+
+
+def test_run_records_each_phases_context_and_live_sequences(
+    tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path
+) -> None:
+    """The chat model serves two phases (the teacher and the summaries) at different contexts, and
+    the memory budget caps each: the manifest keeps what every phase ran with (not only the
+    chosen number), and the report header shows it."""
+    env = {"LITE_ALIGN_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "run"
+    args = tiny_args(tiny_base_gguf, tiny_chat_gguf, out, "--limit", "2", "--samples", "2", "--max-tokens", "4")
+    res = run_cli(
+        *args, "--conditions", "base,icl-summary", "--threads", "1", "--batch", "200", "--max-memory", "80M", env=env
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    engine = manifest["engine"]
+    chat, base = engine["chat"]["phases"], engine["base"]["phases"]
+    assert set(chat) == {"teacher", "summarizer"} and set(base) == {"base"}
+    assert set(manifest["engine_timings"]) == {f"{p}:{e['model']}" for e in engine.values() for p in e["phases"]}
+    assert all(ran["cells"] % 256 == 0 for ran in (*chat.values(), *base.values()))
+    assert chat["summarizer"]["cells"] > chat["teacher"]["cells"]  # a summary request holds an answer
+    # the 80 MB budget leaves the short teacher context all 200, the longer ones fewer
+    assert chat["teacher"]["sequences"] == 200 and 1 <= chat["summarizer"]["sequences"] < 200
+    assert 1 <= base["base"]["sequences"] < 200
+    md = run_cli("report", str(out), "--format", "markdown", env=env).stdout
+    t, s, b = chat["teacher"], chat["summarizer"], base["base"]
+    assert (
+        f"chat tiny-chat: 1 thread × {t['sequences']} sequences at {t['cells']:,} cells (teacher), "
+        f"{s['sequences']} at {s['cells']:,} (summarizer), memory-capped from 200 (as given)"
+    ) in md
+    assert f"base tiny-base: 1 thread × {b['sequences']} sequences at {b['cells']:,} cells, memory-capped" in md
 
 
 def test_bad_machine_options_are_one_line_errors(tiny_base_gguf: Path, tiny_chat_gguf: Path, tmp_path: Path) -> None:
