@@ -12,13 +12,14 @@ What a notebook needs is exported here::
 and ``la.run_study(pair=..., limit=..., out=...)`` runs a study as ``lite-align run`` does. The
 registries take new entries from outside the package: ``la.register_family`` (metrics),
 ``la.register_condition`` (conditions), ``la.register_backend`` (generation backends).
-Heavy dependencies (llama_cpp, onnxruntime) load only when a model is opened, and each exported
-name loads its module on first use.
+Heavy dependencies (llama_cpp, onnxruntime) load only when a model is opened (``run_study`` loads
+llama.cpp first, before numpy), and each exported name loads its module on first use.
 """
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from lite_align.native import load_llama_first as _load_llama_first
 from lite_align.version import __version__
 
 # Each name from the module that defines it. They load on first use (PEP 562): every `lite-align`
@@ -56,10 +57,17 @@ if TYPE_CHECKING:
     from lite_align.results import Results
 
 
+# Names that open GGUF models: llama.cpp's library loads before their modules import numpy, the
+# order a CUDA build needs (lite_align/native.py).
+_OPENS_MODELS = {"run_study"}
+
+
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'lite_align' has no attribute {name!r}")
+    if name in _OPENS_MODELS:
+        _load_llama_first()
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -94,11 +94,18 @@ MaxMemoryOpt = Annotated[
 ]
 
 
-def _prepare_threads(threads: str) -> None:
-    """Check --threads and, before llama.cpp loads, keep its worker threads from spinning."""
-    from .tuning import parse_count, prepare_threads
+def _open_llama_first(threads: str = "auto", check: bool = True) -> None:
+    """Before anything imports numpy, load llama.cpp (its OpenMP workers kept from spinning unless
+    --threads is 1), then check --threads. Every command that may open a GGUF model calls this
+    first: loaded after numpy, a CUDA build crashed the interpreter (``native`` says more).
+    ``check`` False: the caller reads --threads itself (bench --sweep takes a list)."""
+    from .native import load_llama_first
 
-    prepare_threads(parse_count(threads, "--threads"))
+    load_llama_first(quiet=threads.strip() != "1")
+    if check:
+        from .tuning import parse_count
+
+        parse_count(threads, "--threads")
 
 
 @app.command()
@@ -156,7 +163,7 @@ def run(
     import signal
 
     signal.signal(signal.SIGTERM, _terminate)  # stop as on Ctrl-C: samples kept, manifest marked
-    _prepare_threads(threads)
+    _open_llama_first(threads)
     from .progress import RichProgress
     from .runner import RunOptions, execute, prepare
 
@@ -405,6 +412,8 @@ def explain_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Explain the diversity drop: quality control, information aggregation and stance."""
+    if judge:
+        _open_llama_first()
     from .commands import explain_paths
     from .release import release_path
 
@@ -448,6 +457,7 @@ def bench(
     json_out: JsonOpt = False,
 ) -> None:
     """Sampling speed: a naive llama-cpp-python loop, the engine, and llama.cpp's raw batched decode."""
+    _open_llama_first(threads, check=not sweep)
     from . import report
     from .commands import bench_model, bench_sweep
 
@@ -468,7 +478,6 @@ def bench(
             model, registry, threads=threads, batch=batch, gpu_layers=gpu_layers, say=report.info, **sizes
         )
     else:
-        _prepare_threads(threads)
         sizes["max_tokens"] = max_tokens or 128
         result = bench_model(
             model, registry, threads=threads, batch=batch, gpu_layers=gpu_layers, say=report.info, **sizes
@@ -804,12 +813,12 @@ def judge_check(
 ) -> None:
     """Measure a judge: accuracy and Cohen's kappa per task against our calibration set (and the
     paper's GPT-4 stance labels), with 95% intervals; cached by judge sha256 and calibration version."""
+    _open_llama_first(threads)
     from . import report as rep
     from .judge_check import check_judge
     from .progress import RichProgress
     from .tuning import parse_count
 
-    _prepare_threads(threads)
     doc = check_judge(
         judge,
         registry,

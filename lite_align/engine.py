@@ -59,6 +59,7 @@ import hashlib
 import os
 import sys
 import time
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ from typing import Any
 
 import numpy as np
 
+from lite_align import native
 from lite_align.errors import ConfigError, GenerationError, ModelFileError
 
 # the generation contract's types, used here and re-exported for readers of this module
@@ -314,11 +316,16 @@ _LOG_ERROR, _LOG_CONT = 4, 5  # ggml_log_level in this llama.cpp (NONE, DEBUG, I
 
 
 def _import_llama(n_threads: int) -> Any:
-    """Import llama_cpp lazily; with more than one thread, keep OpenMP workers from spinning."""
+    """Import llama_cpp lazily; with more than one thread, keep OpenMP workers from spinning. Warn
+    when a GPU build's library loads after numpy (``native``: that order crashed a CUDA build)."""
     if n_threads > 1:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        native.quiet_openmp()
+    after_numpy = native.loaded_after_numpy()
     import llama_cpp
 
+    warning = native.late_load_warning(after_numpy, bool(llama_cpp.llama_supports_gpu_offload()))
+    if warning:
+        warnings.warn(warning, RuntimeWarning, stacklevel=3)
     return llama_cpp
 
 

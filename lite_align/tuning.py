@@ -51,6 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import native
 from .engine import LlamaCppGenerator, context_cells, estimated_memory, sequences_within
 from .errors import ConfigError
 from .generation.base import GenerationRequest, SamplingParams
@@ -255,7 +256,7 @@ def prepare_threads(threads: int | None) -> None:
     """Before llama.cpp (and its OpenMP runtime) is loaded: keep worker threads from spinning
     when more than one thread may run (``threads`` None: auto)."""
     if (threads or cpu_budget().threads) > 1:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        native.quiet_openmp()
 
 
 def parse_count(value: str | int | None, option: str) -> int | None:
